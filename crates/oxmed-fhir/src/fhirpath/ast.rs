@@ -1,0 +1,125 @@
+//! The parsed form of an expression. Only constructs the evaluator implements are representable,
+//! so an expression that parses always evaluates.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Expr {
+    Term(Term),
+    /// `a | b | c`, flattened so that per-resource-type branch selection can see every branch.
+    /// Branches are shared so that narrowing to a resource type copies no syntax tree.
+    Union(Vec<Arc<Expr>>),
+    Binary {
+        op: BinOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
+}
+
+/// A starting point followed by a chain of invocations, e.g. `Observation.value.ofType(Quantity)`.
+/// The `is`/`as` operators become trailing steps (`x as T` is `x.as(T)`): they bind more tightly
+/// than every operator the evaluator supports, so the rewrite keeps the meaning.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Term {
+    pub head: Head,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Head {
+    /// The input collection itself: the term starts with a member name or a function call.
+    Focus,
+    /// A leading type name such as `Observation` in `Observation.code`: keeps the input items of
+    /// that type.
+    TypeFilter(String),
+    /// `$this`: the item being iterated, which is the input of the criteria being evaluated.
+    This,
+    /// `%resource` / `%rootResource`.
+    Resource,
+    /// `%context`: the collection the whole expression started from.
+    Context,
+    Literal(Value),
+    /// `{}`.
+    Empty,
+    Paren(Box<Expr>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Step {
+    Member(String),
+    Index(usize),
+    Call(Function),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Function {
+    Where(Box<Expr>),
+    Select(Box<Expr>),
+    All(Box<Expr>),
+    Exists(Option<Box<Expr>>),
+    Empty,
+    First,
+    Last,
+    Tail,
+    Single,
+    Skip(usize),
+    Take(usize),
+    Not,
+    HasValue,
+    OfType(String),
+    As(String),
+    Is(String),
+    Resolve,
+    Extension(String),
+    Iif {
+        criterion: Box<Expr>,
+        then: Box<Expr>,
+        otherwise: Option<Box<Expr>>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BinOp {
+    Implies,
+    Or,
+    Xor,
+    And,
+    In,
+    Contains,
+    Eq,
+    NotEq,
+    Equiv,
+    NotEquiv,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Expr {
+    /// The resource type a branch starts from (`Observation` in `Observation.subject`), looking
+    /// through parentheses. `None` when the branch does not start with a type name, so that the
+    /// caller keeps it for every type.
+    pub(crate) fn leading_type(&self) -> Option<&str> {
+        match self {
+            Expr::Term(term) => match &term.head {
+                Head::TypeFilter(name) => Some(name),
+                Head::Paren(inner) => inner.leading_type(),
+                _ => None,
+            },
+            Expr::Union(branches) => {
+                let first = branches.first()?.leading_type()?;
+                branches
+                    .iter()
+                    .all(|b| b.leading_type() == Some(first))
+                    .then_some(first)
+            }
+            Expr::Binary { left, right, .. } => {
+                let l = left.leading_type()?;
+                (right.leading_type() == Some(l)).then_some(l)
+            }
+        }
+    }
+}

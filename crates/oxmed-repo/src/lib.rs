@@ -1,0 +1,244 @@
+//! The `Repository`: the only door to FHIR data. Every read and write of the server, including
+//! its own bookkeeping, goes through it with a [`RequestContext`]. It validates, stamps and indexes
+//! resources and turns each FHIR interaction into store operations that run in one transaction.
+
+mod bundle;
+mod conditional;
+mod error;
+pub mod meta;
+mod write;
+
+use oxmed_fhir::definitions::Definitions;
+use oxmed_store::{HistoryCursor, HistoryQuery, HistoryScope, Store, StoredResource};
+
+pub use bundle::BundleKind;
+pub use error::RepoError;
+pub use write::{Written, WriteRequest};
+
+/// The project every resource belongs to until projects are managed: a fixed id so that data
+/// written now keeps its project when projects arrive.
+pub const DEFAULT_PROJECT: &str = "00000000-0000-0000-0000-000000000001";
+
+/// Who is asking, and on behalf of which project.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub project: String,
+    /// Reference stamped as `meta.author` on writes (e.g. `Practitioner/123`).
+    pub author: Option<String>,
+}
+
+impl RequestContext {
+    /// The server itself, in the default project.
+    pub fn system() -> RequestContext {
+        RequestContext {
+            project: DEFAULT_PROJECT.to_owned(),
+            author: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Repository {
+    store: Store,
+}
+
+/// A page of history, newest first, and where the next page starts.
+pub struct HistoryPage {
+    pub entries: Vec<StoredResource>,
+    pub next: Option<HistoryCursor>,
+}
+
+impl Repository {
+    pub fn new(store: Store) -> Repository {
+        Repository { store }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// 404 for a type name the server does not know.
+    pub fn check_type(resource_type: &str) -> Result<(), RepoError> {
+        if Definitions::global().is_resource_type(resource_type) {
+            Ok(())
+        } else {
+            Err(RepoError::NotFound(format!(
+                "Unknown resource type: {resource_type}"
+            )))
+        }
+    }
+
+    /// 400 for an id that is not a FHIR id.
+    pub fn check_id(id: &str) -> Result<(), RepoError> {
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if ok {
+            Ok(())
+        } else {
+            Err(RepoError::invalid(format!("Invalid id: {}", truncate(id))))
+        }
+    }
+
+    /// The current version; 410 if deleted, 404 if absent or of another project.
+    pub async fn read(
+        &self,
+        ctx: &RequestContext,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<StoredResource, RepoError> {
+        Self::check_type(resource_type)?;
+        Self::check_id(id)?;
+        let found = self.store.read(resource_type, id).await?;
+        visible(ctx, found, resource_type, id)
+    }
+
+    pub async fn vread(
+        &self,
+        ctx: &RequestContext,
+        resource_type: &str,
+        id: &str,
+        version_id: &str,
+    ) -> Result<StoredResource, RepoError> {
+        Self::check_type(resource_type)?;
+        Self::check_id(id)?;
+        Self::check_id(version_id)?;
+        let found = self
+            .store
+            .read_version(resource_type, id, version_id)
+            .await?;
+        match found {
+            Some(r) if r.project == ctx.project => {
+                if r.deleted {
+                    Err(RepoError::Gone(format!(
+                        "{resource_type}/{id}/_history/{version_id} is a deletion"
+                    )))
+                } else {
+                    Ok(r)
+                }
+            }
+            _ => Err(RepoError::NotFound(format!(
+                "{resource_type}/{id}/_history/{version_id} not found"
+            ))),
+        }
+    }
+
+    pub async fn history(
+        &self,
+        ctx: &RequestContext,
+        scope: HistoryScope,
+        since: Option<i64>,
+        after: Option<HistoryCursor>,
+        count: usize,
+    ) -> Result<HistoryPage, RepoError> {
+        match &scope {
+            HistoryScope::Instance(t, id) => {
+                Self::check_type(t)?;
+                Self::check_id(id)?;
+                // Existence and project come from the current row: a resource of another
+                // project has no history for this caller.
+                match self.store.read(t, id).await? {
+                    Some(r) if r.project == ctx.project => {}
+                    _ => return Err(RepoError::NotFound(format!("{t}/{id} not found"))),
+                }
+            }
+            HistoryScope::Type(t) => Self::check_type(t)?,
+            HistoryScope::System => {}
+        }
+        let mut entries = self
+            .store
+            .history(HistoryQuery {
+                project: ctx.project.clone(),
+                scope,
+                since,
+                after,
+                count: count + 1,
+            })
+            .await?;
+        let next = if entries.len() > count {
+            entries.truncate(count);
+            entries.last().map(|e| HistoryCursor {
+                last_updated: e.last_updated,
+                version_id: e.version_id.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(HistoryPage { entries, next })
+    }
+
+    /// Live resources of a type matching a search query string, newest first. The complete
+    /// search language comes with the search engine; this understands what conditional
+    /// interactions do.
+    pub async fn search(
+        &self,
+        ctx: &RequestContext,
+        resource_type: &str,
+        query: &str,
+        count: usize,
+        offset: usize,
+    ) -> Result<Vec<StoredResource>, RepoError> {
+        Self::check_type(resource_type)?;
+        let filter = conditional::parse(resource_type, query, true)?;
+        Ok(self
+            .store
+            .search(&ctx.project, resource_type, &filter, count, offset)
+            .await?)
+    }
+
+    /// Runs one write interaction in its own transaction.
+    pub async fn write(
+        &self,
+        ctx: &RequestContext,
+        request: WriteRequest,
+    ) -> Result<Written, RepoError> {
+        let op = write::prepare(ctx, request, None)?;
+        let mut outcomes = self.store.execute(&ctx.project, vec![op.op]).await?;
+        let outcome = outcomes
+            .pop()
+            .ok_or_else(|| RepoError::Conflict("the store returned no outcome".into()))?;
+        Ok(write::written(op.kind, outcome))
+    }
+
+    /// Processes a `batch` or `transaction` Bundle and returns the response Bundle.
+    pub async fn bundle(
+        &self,
+        ctx: &RequestContext,
+        bundle: serde_json::Value,
+        base_url: &str,
+    ) -> Result<serde_json::Value, RepoError> {
+        bundle::process(self, ctx, bundle, base_url).await
+    }
+}
+
+fn visible(
+    ctx: &RequestContext,
+    found: Option<StoredResource>,
+    resource_type: &str,
+    id: &str,
+) -> Result<StoredResource, RepoError> {
+    match found {
+        Some(r) if r.project == ctx.project => {
+            if r.deleted {
+                Err(RepoError::Gone(format!(
+                    "{resource_type}/{id} was deleted"
+                )))
+            } else {
+                Ok(r)
+            }
+        }
+        _ => Err(RepoError::NotFound(format!("{resource_type}/{id} not found"))),
+    }
+}
+
+/// Echoing user input in an error message: at most 100 characters of it.
+pub(crate) fn truncate(s: &str) -> String {
+    if s.chars().count() <= 100 {
+        s.to_owned()
+    } else {
+        let t: String = s.chars().take(100).collect();
+        format!("{t}...")
+    }
+}

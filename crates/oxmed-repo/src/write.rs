@@ -1,0 +1,575 @@
+//! The write interactions (create, update, patch, delete and their conditional forms) as store
+//! operations. Everything that does not depend on the current version (validation, parsing of
+//! conditions) happens before the transaction; the `decide` closure only does what must see the
+//! current version.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use oxmed_fhir::index::extract;
+use oxmed_fhir::operation_outcome::Issue;
+use oxmed_fhir::validation::validate;
+use oxmed_store::{
+    BoxError, Decision, Lookup, NewVersion, StoredResource, Target, TxState, WriteOp,
+    WriteOutcome,
+};
+use serde_json::Value;
+
+use crate::meta::{Stamp, new_id, same_content, stamp, strip_server_meta};
+use crate::{RepoError, RequestContext, Repository, conditional, truncate};
+
+#[derive(Debug, Clone)]
+pub enum WriteRequest {
+    Create {
+        resource: Value,
+        /// `If-None-Exist`: a search query string without the `?`.
+        if_none_exist: Option<String>,
+    },
+    Update {
+        resource_type: String,
+        id: String,
+        resource: Value,
+        /// The version id the client expects (from `If-Match`), already unquoted.
+        if_match: Option<String>,
+    },
+    ConditionalUpdate {
+        resource_type: String,
+        query: String,
+        resource: Value,
+        if_match: Option<String>,
+    },
+    Patch {
+        resource_type: String,
+        id: String,
+        /// A JSON Patch document (RFC 6902).
+        patch: Value,
+        if_match: Option<String>,
+    },
+    Delete {
+        resource_type: String,
+        id: String,
+    },
+    ConditionalDelete {
+        resource_type: String,
+        query: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Create,
+    Update,
+    Delete,
+}
+
+/// The result of a write interaction.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The version now current; `None` after a delete of nothing.
+    pub resource: Option<StoredResource>,
+    /// A new resource came to be (201 Created).
+    pub created: bool,
+    /// A new version was written (an unchanged update or a conditional create that found its
+    /// match writes none).
+    pub changed: bool,
+}
+
+pub(crate) struct Prepared {
+    pub op: WriteOp,
+    pub kind: Kind,
+}
+
+/// How ops of a transaction Bundle find each other: the entry's own `fullUrl`, and the ids given
+/// in advance to the plain creates of the bundle, so that any entry may refer to any of them.
+#[derive(Clone)]
+pub(crate) struct BundleLinks {
+    pub full_url: Option<String>,
+    pub assigned: Arc<HashMap<String, String>>,
+}
+
+pub(crate) fn written(kind: Kind, outcome: WriteOutcome) -> Written {
+    Written {
+        created: outcome.created && outcome.written && kind != Kind::Delete,
+        changed: outcome.written,
+        resource: outcome.resource,
+    }
+}
+
+fn reject(e: RepoError) -> BoxError {
+    Box::new(e)
+}
+
+/// The resource body of a create or update: an object with a known `resourceType` that is valid.
+fn check_body(resource: &Value, expected_type: Option<&str>) -> Result<String, RepoError> {
+    let Some(obj) = resource.as_object() else {
+        return Err(RepoError::invalid("The body must be a JSON object"));
+    };
+    let Some(rt) = obj.get("resourceType").and_then(Value::as_str) else {
+        return Err(RepoError::invalid_at(
+            "Missing resourceType",
+            "resourceType",
+        ));
+    };
+    if let Some(expected) = expected_type
+        && rt != expected
+    {
+        return Err(RepoError::invalid_at(
+            format!(
+                "Incorrect resource type: expected {expected}, but found {}",
+                truncate(rt)
+            ),
+            "resourceType",
+        ));
+    }
+    if !oxmed_fhir::definitions::Definitions::global().is_resource_type(rt) {
+        return Err(RepoError::invalid_at(
+            format!("Unknown resource type: {}", truncate(rt)),
+            "resourceType",
+        ));
+    }
+    if let Err(issues) = validate(resource) {
+        return Err(RepoError::Invalid(
+            issues
+                .into_iter()
+                .map(|i| Issue::error(i.code.as_str(), i.message).at(i.path))
+                .collect(),
+        ));
+    }
+    Ok(rt.to_owned())
+}
+
+fn body_id(resource: &Value) -> Option<&str> {
+    resource.get("id").and_then(Value::as_str)
+}
+
+pub(crate) fn prepare(
+    ctx: &RequestContext,
+    request: WriteRequest,
+    links: Option<BundleLinks>,
+) -> Result<Prepared, RepoError> {
+    let project = ctx.project.clone();
+    let author = ctx.author.clone();
+    match request {
+        WriteRequest::Create {
+            mut resource,
+            if_none_exist,
+        } => {
+            let rt = check_body(&resource, None)?;
+            strip_server_meta(&mut resource);
+            let id = links
+                .as_ref()
+                .and_then(|l| l.full_url.as_ref().and_then(|u| l.assigned.get(u)))
+                .and_then(|r| r.split_once('/').map(|(_, id)| id.to_owned()))
+                .unwrap_or_else(new_id);
+            let target = match &if_none_exist {
+                Some(q) => Target::Search {
+                    resource_type: rt.clone(),
+                    filter: conditional::parse(&rt, q, false)?,
+                },
+                None => Target::New {
+                    resource_type: rt.clone(),
+                    id: id.clone(),
+                },
+            };
+            let op = WriteOp::new(target, move |lookup, state| {
+                match lookup {
+                    Lookup::One(existing) => {
+                        link(&links, state, existing);
+                        return Ok(Decision::Keep);
+                    }
+                    Lookup::Many(n) => {
+                        return Err(reject(RepoError::PreconditionFailed(format!(
+                            "If-None-Exist matched {n} resources"
+                        ))));
+                    }
+                    Lookup::None => {}
+                }
+                let mut resource = resource;
+                resolve_links(&mut resource, &rt, &id, state, &links)?;
+                let v = new_version(resource, &rt, &id, state, &project, author.as_deref())?;
+                Ok(Decision::Write(v))
+            });
+            Ok(Prepared {
+                op,
+                kind: Kind::Create,
+            })
+        }
+        WriteRequest::Update {
+            resource_type,
+            id,
+            mut resource,
+            if_match,
+        } => {
+            Repository::check_type(&resource_type)?;
+            Repository::check_id(&id)?;
+            check_body(&resource, Some(&resource_type))?;
+            match body_id(&resource) {
+                None => {
+                    return Err(RepoError::invalid_at("Missing id", "id"));
+                }
+                Some(b) if b != id => {
+                    return Err(RepoError::invalid_at(
+                        format!("Incorrect ID: {} does not match the URL", truncate(b)),
+                        "id",
+                    ));
+                }
+                Some(_) => {}
+            }
+            strip_server_meta(&mut resource);
+            let target = Target::Id {
+                resource_type: resource_type.clone(),
+                id: id.clone(),
+            };
+            let op = WriteOp::new(target, move |lookup, state| {
+                let current = own(lookup, &project, &resource_type, &id)?;
+                check_if_match(if_match.as_deref(), current, &resource_type, &id)?;
+                update_decision(
+                    resource,
+                    current,
+                    &resource_type,
+                    &id,
+                    state,
+                    &links,
+                    &project,
+                    author.as_deref(),
+                )
+            });
+            Ok(Prepared {
+                op,
+                kind: Kind::Update,
+            })
+        }
+        WriteRequest::ConditionalUpdate {
+            resource_type,
+            query,
+            mut resource,
+            if_match,
+        } => {
+            Repository::check_type(&resource_type)?;
+            check_body(&resource, Some(&resource_type))?;
+            let filter = conditional::parse(&resource_type, &query, false)?;
+            let given_id = body_id(&resource).map(str::to_owned);
+            if let Some(g) = &given_id {
+                Repository::check_id(g)?;
+            }
+            strip_server_meta(&mut resource);
+            let target = Target::Search {
+                resource_type: resource_type.clone(),
+                filter,
+            };
+            let op = WriteOp::new(target, move |lookup, state| {
+                let (current, id) = match lookup {
+                    Lookup::Many(n) => {
+                        return Err(reject(RepoError::PreconditionFailed(format!(
+                            "Conditional update matched {n} resources"
+                        ))));
+                    }
+                    Lookup::One(c) => {
+                        if given_id.as_deref().is_some_and(|g| g != c.id) {
+                            return Err(reject(RepoError::invalid_at(
+                                "The resource id does not match the resource found by the condition",
+                                "id",
+                            )));
+                        }
+                        (Some(c), c.id.clone())
+                    }
+                    Lookup::None => (None, given_id.unwrap_or_else(new_id)),
+                };
+                check_if_match(if_match.as_deref(), current, &resource_type, &id)?;
+                update_decision(
+                    resource,
+                    current,
+                    &resource_type,
+                    &id,
+                    state,
+                    &links,
+                    &project,
+                    author.as_deref(),
+                )
+            });
+            Ok(Prepared {
+                op,
+                kind: Kind::Update,
+            })
+        }
+        WriteRequest::Patch {
+            resource_type,
+            id,
+            patch,
+            if_match,
+        } => {
+            Repository::check_type(&resource_type)?;
+            Repository::check_id(&id)?;
+            let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| {
+                RepoError::invalid(format!("Invalid JSON Patch: {e}"))
+            })?;
+            let target = Target::Id {
+                resource_type: resource_type.clone(),
+                id: id.clone(),
+            };
+            let op = WriteOp::new(target, move |lookup, state| {
+                let current = own(lookup, &project, &resource_type, &id)?;
+                let Some(c) = current.filter(|c| !c.deleted) else {
+                    return Err(reject(match current {
+                        Some(_) => RepoError::Gone(format!("{resource_type}/{id} was deleted")),
+                        None => RepoError::NotFound(format!("{resource_type}/{id} not found")),
+                    }));
+                };
+                check_if_match(if_match.as_deref(), current, &resource_type, &id)?;
+                let mut resource: Value = serde_json::from_str(&c.content)
+                    .map_err(|e| reject(RepoError::Store(corrupt(e))))?;
+                json_patch::patch(&mut resource, &patch).map_err(|e| {
+                    reject(RepoError::invalid(format!("JSON Patch failed: {e}")))
+                })?;
+                if resource.get("resourceType").and_then(Value::as_str)
+                    != Some(resource_type.as_str())
+                    || body_id(&resource) != Some(id.as_str())
+                {
+                    return Err(reject(RepoError::invalid(
+                        "A patch cannot change the resource type or id",
+                    )));
+                }
+                strip_server_meta(&mut resource);
+                check_body(&resource, Some(&resource_type)).map_err(reject)?;
+                update_decision(
+                    resource,
+                    current,
+                    &resource_type,
+                    &id,
+                    state,
+                    &links,
+                    &project,
+                    author.as_deref(),
+                )
+            });
+            Ok(Prepared {
+                op,
+                kind: Kind::Update,
+            })
+        }
+        WriteRequest::Delete { resource_type, id } => {
+            Repository::check_type(&resource_type)?;
+            Repository::check_id(&id)?;
+            let target = Target::Id {
+                resource_type: resource_type.clone(),
+                id: id.clone(),
+            };
+            let op = WriteOp::new(target, move |lookup, state| {
+                match own(lookup, &project, &resource_type, &id)? {
+                    None => Err(reject(RepoError::NotFound(format!(
+                        "{resource_type}/{id} not found"
+                    )))),
+                    Some(c) if c.deleted => Ok(Decision::Keep),
+                    Some(_) => Ok(Decision::Write(deletion(&resource_type, &id, state))),
+                }
+            });
+            Ok(Prepared {
+                op,
+                kind: Kind::Delete,
+            })
+        }
+        WriteRequest::ConditionalDelete {
+            resource_type,
+            query,
+        } => {
+            Repository::check_type(&resource_type)?;
+            let filter = conditional::parse(&resource_type, &query, false)?;
+            let target = Target::Search {
+                resource_type: resource_type.clone(),
+                filter,
+            };
+            let op = WriteOp::new(target, move |lookup, state| match lookup {
+                Lookup::None => Ok(Decision::Keep),
+                Lookup::Many(n) => Err(reject(RepoError::PreconditionFailed(format!(
+                    "Conditional delete matched {n} resources"
+                )))),
+                Lookup::One(c) => Ok(Decision::Write(deletion(&resource_type, &c.id, state))),
+            });
+            Ok(Prepared {
+                op,
+                kind: Kind::Delete,
+            })
+        }
+    }
+}
+
+/// The current version as the caller may see it: a resource of another project is not there.
+/// Its id is taken, though, so a write to it is refused as not found rather than overwriting it.
+fn own<'a>(
+    lookup: Lookup<'a>,
+    project: &str,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<&'a StoredResource>, BoxError> {
+    match lookup {
+        Lookup::One(c) if c.project == project => Ok(Some(c)),
+        Lookup::One(_) => Err(reject(RepoError::NotFound(format!(
+            "{resource_type}/{id} not found"
+        )))),
+        _ => Ok(None),
+    }
+}
+
+fn check_if_match(
+    expected: Option<&str>,
+    current: Option<&StoredResource>,
+    resource_type: &str,
+    id: &str,
+) -> Result<(), BoxError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    match current {
+        Some(c) if !c.deleted && c.version_id == expected => Ok(()),
+        Some(c) => Err(reject(RepoError::PreconditionFailed(format!(
+            "Version mismatch: {resource_type}/{id} is at version {}, not {}",
+            c.version_id,
+            truncate(expected)
+        )))),
+        None => Err(reject(RepoError::PreconditionFailed(format!(
+            "{resource_type}/{id} does not exist, so it cannot be at version {}",
+            truncate(expected)
+        )))),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn update_decision(
+    resource: Value,
+    current: Option<&StoredResource>,
+    resource_type: &str,
+    id: &str,
+    state: &mut TxState,
+    links: &Option<BundleLinks>,
+    project: &str,
+    author: Option<&str>,
+) -> Result<Decision, BoxError> {
+    let mut resource = resource;
+    resolve_links(&mut resource, resource_type, id, state, links)?;
+    if let Some(c) = current.filter(|c| !c.deleted) {
+        let before: Value =
+            serde_json::from_str(&c.content).map_err(|e| reject(RepoError::Store(corrupt(e))))?;
+        if same_content(&before, &resource) {
+            return Ok(Decision::Keep);
+        }
+    }
+    let v = new_version(resource, resource_type, id, state, project, author)?;
+    Ok(Decision::Write(v))
+}
+
+/// In a transaction Bundle: points the resource's references to other entries at what they
+/// became, and records what this entry becomes.
+fn resolve_links(
+    resource: &mut Value,
+    resource_type: &str,
+    id: &str,
+    state: &mut TxState,
+    links: &Option<BundleLinks>,
+) -> Result<(), BoxError> {
+    if let Some(l) = links {
+        rewrite_references(resource, state, &l.assigned).map_err(reject)?;
+        if let Some(u) = &l.full_url {
+            state
+                .references
+                .insert(u.clone(), format!("{resource_type}/{id}"));
+        }
+    }
+    Ok(())
+}
+
+fn new_version(
+    mut resource: Value,
+    resource_type: &str,
+    id: &str,
+    state: &TxState,
+    project: &str,
+    author: Option<&str>,
+) -> Result<NewVersion, BoxError> {
+    let version_id = new_id();
+    stamp(
+        &mut resource,
+        &Stamp {
+            id,
+            version_id: &version_id,
+            last_updated: state.now,
+            project,
+            author,
+        },
+    );
+    let index = extract(&resource);
+    let content = serde_json::to_string(&resource).map_err(|e| reject(RepoError::Store(corrupt(e))))?;
+    Ok(NewVersion {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        version_id,
+        last_updated: state.now,
+        deleted: false,
+        content,
+        index,
+    })
+}
+
+fn deletion(resource_type: &str, id: &str, state: &TxState) -> NewVersion {
+    NewVersion {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        version_id: new_id(),
+        last_updated: state.now,
+        deleted: true,
+        content: String::new(),
+        index: Vec::new(),
+    }
+}
+
+fn link(links: &Option<BundleLinks>, state: &mut TxState, existing: &StoredResource) {
+    if let Some(u) = links.as_ref().and_then(|l| l.full_url.as_ref()) {
+        state.references.insert(
+            u.clone(),
+            format!("{}/{}", existing.resource_type, existing.id),
+        );
+    }
+}
+
+/// Replaces `urn:uuid:` / `urn:oid:` references to entries of the same transaction Bundle by the
+/// `Type/id` they became.
+fn rewrite_references(
+    value: &mut Value,
+    state: &TxState,
+    assigned: &HashMap<String, String>,
+) -> Result<(), RepoError> {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if k == "reference"
+                    && let Value::String(s) = v
+                    && (s.starts_with("urn:uuid:") || s.starts_with("urn:oid:"))
+                {
+                    let resolved = state.references.get(s.as_str()).or_else(|| assigned.get(s.as_str()));
+                    match resolved {
+                        Some(r) => *s = r.clone(),
+                        None => {
+                            return Err(RepoError::invalid(format!(
+                                "Reference {} does not match any entry of the transaction",
+                                truncate(s)
+                            )));
+                        }
+                    }
+                } else {
+                    rewrite_references(v, state, assigned)?;
+                }
+            }
+            Ok(())
+        }
+        Value::Array(items) => {
+            for v in items {
+                rewrite_references(v, state, assigned)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn corrupt(e: serde_json::Error) -> oxmed_store::StoreError {
+    oxmed_store::StoreError::Corrupt(format!("stored JSON: {e}"))
+}

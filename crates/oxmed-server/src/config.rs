@@ -1,0 +1,139 @@
+//! Configuration: defaults, then a TOML file (`--config`), then environment variables and
+//! command-line options, each winning over the one before. The environment variable names are a
+//! public interface (see DESIGN.md) and stay stable.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; its keys are the option names below with `_` for `-`.
+    #[arg(long, env = "OXMED_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, `host:port` [default: 127.0.0.1:8103].
+    #[arg(long, env = "OXMED_LISTEN")]
+    pub listen: Option<String>,
+    /// Public base URL of the server, used in links and as the token issuer
+    /// [default: http://<listen>/].
+    #[arg(long, env = "OXMED_BASE_URL")]
+    pub base_url: Option<String>,
+    /// Directory for local state, including the SQLite database [default: ./data].
+    #[arg(long, env = "OXMED_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database: `sqlite://PATH` or `postgres://user:pass@host/db`
+    /// [default: sqlite://<data-dir>/oxmed.db].
+    #[arg(long, env = "OXMED_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Largest accepted request body in bytes [default: 16777216 (16 MiB)].
+    #[arg(long, env = "OXMED_MAX_BODY_SIZE")]
+    pub max_body_size: Option<usize>,
+    /// Largest `_count` a search or history page may ask for [default: 1000].
+    #[arg(long, env = "OXMED_MAX_COUNT")]
+    pub max_count: Option<usize>,
+    /// Log filter, in `tracing` EnvFilter syntax [default: info].
+    #[arg(long, env = "OXMED_LOG")]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    base_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    max_body_size: Option<usize>,
+    max_count: Option<usize>,
+    log: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub base_url: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub max_body_size: usize,
+    pub max_count: usize,
+    pub log: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("invalid configuration file {0}: {1}")]
+    Parse(PathBuf, toml::de::Error),
+}
+
+impl Config {
+    pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::Read(path.clone(), e))?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse(path.clone(), e))?
+            }
+            None => FileConfig::default(),
+        };
+        let listen = args
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8103".into());
+        let base_url = args
+            .base_url
+            .clone()
+            .or(file.base_url)
+            .unwrap_or_else(|| format!("http://{listen}/"));
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let database_url = args
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("oxmed.db").display()));
+        Ok(Config {
+            base_url: normalize_base_url(&base_url),
+            listen,
+            data_dir,
+            database_url,
+            max_body_size: args
+                .max_body_size
+                .or(file.max_body_size)
+                .unwrap_or(16 * 1024 * 1024),
+            max_count: args.max_count.or(file.max_count).unwrap_or(1000),
+            log: args.log.clone().or(file.log).unwrap_or_else(|| "info".into()),
+        })
+    }
+
+    /// Defaults for a server on `listen` with the given database: what tests and benchmarks use.
+    pub fn for_tests(listen: &str, database_url: &str) -> Config {
+        Config {
+            listen: listen.into(),
+            base_url: format!("http://{listen}/"),
+            data_dir: PathBuf::from("./data"),
+            database_url: database_url.into(),
+            max_body_size: 16 * 1024 * 1024,
+            max_count: 1000,
+            log: "warn".into(),
+        }
+    }
+
+    /// The FHIR base: `<base_url>fhir/R4`.
+    pub fn fhir_base(&self) -> String {
+        format!("{}fhir/R4", self.base_url)
+    }
+}
+
+fn normalize_base_url(s: &str) -> String {
+    if s.ends_with('/') {
+        s.to_owned()
+    } else {
+        format!("{s}/")
+    }
+}

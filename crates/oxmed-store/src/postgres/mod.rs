@@ -1,0 +1,437 @@
+//! The scale-out backend: PostgreSQL through a connection pool. Several oxmed processes may share
+//! one database; every decision that must not race (If-Match, conditional writes) is taken under
+//! a row lock or a transaction-scoped advisory lock.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use crate::filter::{Filter, Select, SqlValue, select_matching};
+use crate::index_rows::{Col, rows};
+use crate::op::{Decision, Found, NewVersion, Target, TxState, next_timestamp};
+use crate::schema::{Dialect, INDEX_TABLES, RESOURCE_COLUMNS, migrations};
+use crate::{HistoryQuery, StoreError, StoredResource, WriteOp, WriteOutcome};
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+}
+
+/// Connections per process; PostgreSQL's default limit of 100 leaves room for a few instances.
+const POOL_SIZE: usize = 24;
+
+impl PgStore {
+    pub async fn open(url: &str) -> Result<PgStore, StoreError> {
+        let mut config: tokio_postgres::Config = url.parse()?;
+        // Generic plans on the shared index tables ignore how selective a code is and
+        // merge-join every row of it; custom plans are planned for the actual values.
+        config.options("-c plan_cache_mode=force_custom_plan");
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| StoreError::Pool(e.to_string()))?;
+        let store = PgStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Instances starting together must not run the same migration twice.
+        tx.execute("SELECT pg_advisory_xact_lock(7355608)", &[])
+            .await?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .await?;
+        let current: Option<i64> = tx
+            .query_one("SELECT MAX(version) FROM schema_version", &[])
+            .await?
+            .get(0);
+        for (i, sql) in migrations(Dialect::Postgres).iter().enumerate() {
+            let version = i as i64 + 1;
+            if version <= current.unwrap_or(0) {
+                continue;
+            }
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&version],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn read(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.resource_type = $1 AND r.id = $2"
+            ))
+            .await?;
+        let row = client.query_opt(&stmt, &[&resource_type, &id]).await?;
+        row.map(|r| to_resource(&r)).transpose()
+    }
+
+    pub async fn read_version(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version_id: &str,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {RESOURCE_COLUMNS} FROM resource_history r WHERE r.resource_type = $1 AND r.id = $2 AND r.version_id = $3"
+            ))
+            .await?;
+        let row = client
+            .query_opt(&stmt, &[&resource_type, &id, &version_id])
+            .await?;
+        row.map(|r| to_resource(&r)).transpose()
+    }
+
+    pub async fn history(&self, query: HistoryQuery) -> Result<Vec<StoredResource>, StoreError> {
+        let client = self.pool.get().await?;
+        let (sql, params) = query.to_sql(Dialect::Postgres);
+        query_resources(&client, &sql, &params).await
+    }
+
+    pub async fn search(
+        &self,
+        project: &str,
+        resource_type: &str,
+        filter: &Filter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let client = self.pool.get().await?;
+        let (sql, params) = select_matching(
+            &Select {
+                project,
+                resource_type,
+                filter,
+                limit,
+                offset,
+                for_update: false,
+            },
+            Dialect::Postgres,
+        );
+        query_resources(&client, &sql, &params).await
+    }
+
+    pub async fn execute(
+        &self,
+        project: &str,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<WriteOutcome>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut state = TxState::default();
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            let current = lookup(&tx, project, &op.target).await?;
+            state.now = next_timestamp(current.one());
+            let decision =
+                (op.decide)(current.lookup(), &mut state).map_err(StoreError::Rejected)?;
+            match decision {
+                Decision::Keep => outcomes.push(WriteOutcome {
+                    resource: current.into_one(),
+                    written: false,
+                    created: false,
+                }),
+                Decision::Write(v) => {
+                    let existing = match current.into_one() {
+                        Some(c) if c.resource_type == v.resource_type && c.id == v.id => Some(c),
+                        _ if matches!(op.target, Target::Search { .. }) => {
+                            read_for_update(&tx, &v.resource_type, &v.id).await?
+                        }
+                        _ => None,
+                    };
+                    let stored = write_version(&tx, project, &v, existing.as_ref()).await?;
+                    outcomes.push(WriteOutcome {
+                        resource: Some(stored),
+                        written: true,
+                        created: existing.as_ref().is_none_or(|e| e.deleted),
+                    });
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    pub fn close(&self) {
+        self.pool.close();
+    }
+}
+
+async fn read_for_update(
+    tx: &deadpool_postgres::Transaction<'_>,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<StoredResource>, StoreError> {
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.resource_type = $1 AND r.id = $2 FOR UPDATE"
+        ))
+        .await?;
+    tx.query_opt(&stmt, &[&resource_type, &id])
+        .await?
+        .map(|r| to_resource(&r))
+        .transpose()
+}
+
+async fn lookup(
+    tx: &deadpool_postgres::Transaction<'_>,
+    project: &str,
+    target: &Target,
+) -> Result<Found, StoreError> {
+    Ok(match target {
+        Target::New { .. } => Found::None,
+        Target::Id { resource_type, id } => match read_for_update(tx, resource_type, id).await? {
+            Some(r) => Found::One(r),
+            None => Found::None,
+        },
+        Target::Search {
+            resource_type,
+            filter,
+        } => {
+            // Row locks cannot stop a concurrent conditional create from inserting the match
+            // this one did not find; a lock per project and type serializes them.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))",
+                &[&format!("{project}/{resource_type}")],
+            )
+            .await?;
+            let (sql, params) = select_matching(
+                &Select {
+                    project,
+                    resource_type,
+                    filter,
+                    limit: 2,
+                    offset: 0,
+                    for_update: true,
+                },
+                Dialect::Postgres,
+            );
+            let mut found = query_resources(tx, &sql, &params).await?;
+            match found.len() {
+                0 => Found::None,
+                1 => Found::One(found.remove(0)),
+                n => Found::Many(n),
+            }
+        }
+    })
+}
+
+async fn write_version(
+    tx: &deadpool_postgres::Transaction<'_>,
+    project: &str,
+    v: &NewVersion,
+    existing: Option<&StoredResource>,
+) -> Result<StoredResource, StoreError> {
+    if let Some(e) = existing {
+        if e.project != project {
+            return Err(StoreError::Conflict(v.resource_type.clone(), v.id.clone()));
+        }
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE resources SET version_id = $3, last_updated = $4, deleted = $5, content = $6 WHERE resource_type = $1 AND id = $2",
+            )
+            .await?;
+        tx.execute(
+            &stmt,
+            &[
+                &v.resource_type,
+                &v.id,
+                &v.version_id,
+                &v.last_updated,
+                &v.deleted,
+                &v.content,
+            ],
+        )
+        .await?;
+        for (table, _) in INDEX_TABLES {
+            let stmt = tx
+                .prepare_cached(&format!(
+                    "DELETE FROM {table} WHERE resource_type = $1 AND id = $2"
+                ))
+                .await?;
+            tx.execute(&stmt, &[&v.resource_type, &v.id]).await?;
+        }
+    } else {
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO resources (resource_type, id, project, version_id, last_updated, deleted, content) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .await?;
+        let inserted = tx
+            .execute(
+                &stmt,
+                &[
+                    &v.resource_type,
+                    &v.id,
+                    &project,
+                    &v.version_id,
+                    &v.last_updated,
+                    &v.deleted,
+                    &v.content,
+                ],
+            )
+            .await;
+        if let Err(e) = &inserted
+            && e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+        {
+            return Err(StoreError::Conflict(v.resource_type.clone(), v.id.clone()));
+        }
+        inserted?;
+    }
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO resource_history (resource_type, id, version_id, project, last_updated, deleted, content) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &v.resource_type,
+            &v.id,
+            &v.version_id,
+            &project,
+            &v.last_updated,
+            &v.deleted,
+            &v.content,
+        ],
+    )
+    .await?;
+    if !v.deleted {
+        insert_index(tx, project, v).await?;
+    }
+    Ok(StoredResource {
+        resource_type: v.resource_type.clone(),
+        id: v.id.clone(),
+        project: project.to_owned(),
+        version_id: v.version_id.clone(),
+        last_updated: v.last_updated,
+        deleted: v.deleted,
+        content: v.content.clone(),
+    })
+}
+
+/// One statement per index table, whatever the number of rows: the columns are sent as arrays
+/// and unnested by the server.
+async fn insert_index(
+    tx: &deadpool_postgres::Transaction<'_>,
+    project: &str,
+    v: &NewVersion,
+) -> Result<(), StoreError> {
+    for table in rows(&v.index) {
+        let (name, columns) = INDEX_TABLES[table.table];
+        let mut codes: Vec<&str> = Vec::with_capacity(table.rows.len());
+        let mut arrays: Vec<ColumnArray> = table.rows[0]
+            .1
+            .iter()
+            .map(|c| match c {
+                Col::Text(_) => ColumnArray::Text(Vec::new()),
+                Col::Int(_) => ColumnArray::Int(Vec::new()),
+                Col::Real(_) => ColumnArray::Real(Vec::new()),
+            })
+            .collect();
+        for (code, cols) in &table.rows {
+            codes.push(code);
+            for (array, col) in arrays.iter_mut().zip(cols) {
+                match (array, col) {
+                    (ColumnArray::Text(a), Col::Text(t)) => a.push(t.clone()),
+                    (ColumnArray::Int(a), Col::Int(i)) => a.push(*i),
+                    (ColumnArray::Real(a), Col::Real(f)) => a.push(*f),
+                    _ => {
+                        return Err(StoreError::Corrupt(format!(
+                            "mixed column kinds for {name}"
+                        )));
+                    }
+                }
+            }
+        }
+        let unnest: Vec<String> = arrays
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("${}::{}", i + 5, a.sql_type()))
+            .collect();
+        let stmt = tx
+            .prepare_cached(&format!(
+                "INSERT INTO {name} (resource_type, id, project, code, {}) SELECT $1, $2, $3, * FROM UNNEST($4::text[], {})",
+                columns.join(", "),
+                unnest.join(", ")
+            ))
+            .await?;
+        let mut params: Vec<&(dyn ToSql + Sync)> =
+            vec![&v.resource_type, &v.id, &project, &codes];
+        for a in &arrays {
+            params.push(match a {
+                ColumnArray::Text(x) => x,
+                ColumnArray::Int(x) => x,
+                ColumnArray::Real(x) => x,
+            });
+        }
+        tx.execute(&stmt, &params).await?;
+    }
+    Ok(())
+}
+
+enum ColumnArray {
+    Text(Vec<Option<String>>),
+    Int(Vec<i64>),
+    Real(Vec<f64>),
+}
+
+impl ColumnArray {
+    fn sql_type(&self) -> &'static str {
+        match self {
+            ColumnArray::Text(_) => "text[]",
+            ColumnArray::Int(_) => "bigint[]",
+            ColumnArray::Real(_) => "float8[]",
+        }
+    }
+}
+
+fn to_resource(row: &Row) -> Result<StoredResource, StoreError> {
+    Ok(StoredResource {
+        resource_type: row.try_get(0)?,
+        id: row.try_get(1)?,
+        project: row.try_get(2)?,
+        version_id: row.try_get(3)?,
+        last_updated: row.try_get(4)?,
+        deleted: row.try_get(5)?,
+        content: row.try_get(6)?,
+    })
+}
+
+async fn query_resources(
+    client: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: &[SqlValue],
+) -> Result<Vec<StoredResource>, StoreError> {
+    let values: Vec<&(dyn ToSql + Sync)> = params
+        .iter()
+        .map(|p| match p {
+            SqlValue::Text(s) => s as &(dyn ToSql + Sync),
+            SqlValue::Int(i) => i as &(dyn ToSql + Sync),
+        })
+        .collect();
+    let stmt = client.prepare_cached(sql).await?;
+    let rows = client.query(&stmt, &values).await?;
+    rows.iter().map(to_resource).collect()
+}

@@ -1,0 +1,285 @@
+//! The embedded backend: one SQLite file in WAL mode, a single writer thread that commits queued
+//! writes in groups, a pool of reader connections, and checkpoints on a thread of their own so
+//! that no request waits for one.
+
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+
+use crate::filter::{Filter, Select, SqlValue, select_matching};
+use crate::schema::{Dialect, RESOURCE_COLUMNS, migrations};
+use crate::{HistoryQuery, StoreError, StoredResource, WriteOp, WriteOutcome};
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: String,
+    readers: Mutex<Vec<Connection>>,
+    writer: Mutex<Option<writer::WriterHandle>>,
+    checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    closing: Arc<AtomicBool>,
+}
+
+/// Readers kept open for reuse; more may be opened under load and are closed when returned to a
+/// full pool.
+const POOL_SIZE: usize = 16;
+
+impl SqliteStore {
+    pub fn open(path: &str) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = Path::new(path).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut conn = Connection::open(path)?;
+        configure_writer(&conn)?;
+        migrate(&mut conn)?;
+        let closing = Arc::new(AtomicBool::new(false));
+        let writer = writer::spawn(conn)?;
+        let checkpointer = spawn_checkpointer(path.to_owned(), closing.clone())?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                readers: Mutex::new(Vec::new()),
+                writer: Mutex::new(Some(writer)),
+                checkpointer: Mutex::new(Some(checkpointer)),
+                closing,
+            }),
+        })
+    }
+
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.inner.readers.lock().pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => open_reader(&self.inner.path)?,
+        };
+        let result = f(&conn);
+        let mut pool = self.inner.readers.lock();
+        if pool.len() < POOL_SIZE {
+            pool.push(conn);
+        }
+        result
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.with_reader(f))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("reader task failed: {e}")))?
+    }
+
+    /// A point read, run on the calling thread: an indexed lookup is cheaper than a hop to the
+    /// blocking pool.
+    pub fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
+        self.with_reader(|c| read_current(c, resource_type, id))
+    }
+
+    pub async fn read_version(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version_id: &str,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let (t, i, v) = (
+            resource_type.to_owned(),
+            id.to_owned(),
+            version_id.to_owned(),
+        );
+        self.blocking(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RESOURCE_COLUMNS} FROM resource_history r WHERE r.resource_type = ?1 AND r.id = ?2 AND r.version_id = ?3"
+            ))?;
+            Ok(stmt.query_row(params![t, i, v], row_to_resource).optional()?)
+        })
+        .await
+    }
+
+    pub async fn history(&self, query: HistoryQuery) -> Result<Vec<StoredResource>, StoreError> {
+        self.blocking(move |c| {
+            let (sql, params) = query.to_sql(Dialect::Sqlite);
+            query_resources(c, &sql, &params)
+        })
+        .await
+    }
+
+    pub async fn search(
+        &self,
+        project: &str,
+        resource_type: &str,
+        filter: &Filter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let (sql, params) = select_matching(
+            &Select {
+                project,
+                resource_type,
+                filter,
+                limit,
+                offset,
+                for_update: false,
+            },
+            Dialect::Sqlite,
+        );
+        self.blocking(move |c| query_resources(c, &sql, &params))
+            .await
+    }
+
+    pub async fn execute(
+        &self,
+        project: &str,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<WriteOutcome>, StoreError> {
+        let rx = {
+            let guard = self.inner.writer.lock();
+            let Some(w) = guard.as_ref() else {
+                return Err(StoreError::Closed);
+            };
+            w.submit(project.to_owned(), ops)?
+        };
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Waits for queued writes to commit, stops the writer and checkpoints the WAL into the main
+    /// file.
+    pub async fn close(&self) {
+        let writer = self.inner.writer.lock().take();
+        let checkpointer = self.inner.checkpointer.lock().take();
+        self.inner.closing.store(true, Ordering::SeqCst);
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(w) = writer {
+                w.join();
+            }
+            if let Some(c) = checkpointer {
+                let _ = c.join();
+            }
+        })
+        .await;
+        self.inner.readers.lock().clear();
+    }
+}
+
+fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: an acknowledged write survives power loss, not only a process crash.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    // The checkpointer thread does this, so that no commit pays for a long checkpoint.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+fn open_reader(path: &str) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
+    let current: i64 = conn
+        .query_row("SELECT MAX(version) FROM schema_version", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })?
+        .unwrap_or(0);
+    for (i, sql) in migrations(Dialect::Sqlite).iter().enumerate() {
+        let version = i as i64 + 1;
+        if version <= current {
+            continue;
+        }
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [version])?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Checkpoints the WAL every 200 ms (PASSIVE: never blocks readers or the writer), and once more
+/// fully when the store closes.
+fn spawn_checkpointer(
+    path: String,
+    closing: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, StoreError> {
+    let conn = Connection::open(&path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let handle = std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            while !closing.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(200));
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "sqlite checkpoint failed");
+                }
+            }
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "final sqlite checkpoint failed");
+            }
+        })?;
+    Ok(handle)
+}
+
+pub(crate) fn row_to_resource(row: &Row<'_>) -> rusqlite::Result<StoredResource> {
+    Ok(StoredResource {
+        resource_type: row.get(0)?,
+        id: row.get(1)?,
+        project: row.get(2)?,
+        version_id: row.get(3)?,
+        last_updated: row.get(4)?,
+        deleted: row.get(5)?,
+        content: row.get(6)?,
+    })
+}
+
+pub(crate) fn read_current(
+    c: &Connection,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<StoredResource>, StoreError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.resource_type = ?1 AND r.id = ?2"
+    ))?;
+    Ok(stmt
+        .query_row(params![resource_type, id], row_to_resource)
+        .optional()?)
+}
+
+pub(crate) fn query_resources(
+    c: &Connection,
+    sql: &str,
+    params: &[SqlValue],
+) -> Result<Vec<StoredResource>, StoreError> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let values: Vec<&dyn rusqlite::ToSql> = params
+        .iter()
+        .map(|p| match p {
+            SqlValue::Text(s) => s as &dyn rusqlite::ToSql,
+            SqlValue::Int(i) => i as &dyn rusqlite::ToSql,
+        })
+        .collect();
+    let rows = stmt.query_map(values.as_slice(), row_to_resource)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
