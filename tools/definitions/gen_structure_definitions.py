@@ -83,6 +83,9 @@ def compact_element(sd, el, required_bindings):
     e = {"path": path, "max": el["max"]}
     if el.get("min", 0):
         e["min"] = el["min"]
+    if el.get("isSummary"):
+        # `_summary=true` keeps these.
+        e["summary"] = True
     if "contentReference" in el:
         e["contentReference"] = el["contentReference"]
     else:

@@ -178,6 +178,7 @@ pub struct ElementDef {
     content_reference: Option<Box<str>>,
     binding_url: Option<Box<str>>,
     pub(crate) attr: bool,
+    summary: bool,
     pub(crate) types: Box<[TypeId]>,
     /// Inline children (backbone elements) or the target of a `contentReference`.
     pub(crate) children: Option<GroupId>,
@@ -202,6 +203,11 @@ impl ElementDef {
     /// The maximum cardinality; `None` means unbounded (`*`).
     pub fn max(&self) -> Option<u32> {
         self.max
+    }
+
+    /// Whether the element is part of the summary view (`isSummary`, kept by `_summary=true`).
+    pub fn is_summary(&self) -> bool {
+        self.summary
     }
 
     /// Whether the element is represented as a JSON array.
@@ -476,6 +482,8 @@ struct RawElement {
     binding: Option<String>,
     #[serde(default)]
     attr: bool,
+    #[serde(default)]
+    summary: bool,
 }
 
 #[derive(Default)]
@@ -651,6 +659,7 @@ impl Builder {
                 content_reference: r.content_reference.as_deref().map(Into::into),
                 binding_url: r.binding.as_deref().map(Into::into),
                 attr: r.attr,
+                summary: r.summary,
                 types: types.into(),
                 children: None,
                 binding,

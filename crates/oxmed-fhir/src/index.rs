@@ -365,13 +365,24 @@ fn object_tokens(f: &Fields<'_>, push: &mut impl FnMut(IndexValue)) {
             .and_then(|c| c.first())
             .and_then(Value::as_object)
             .map(Fields::of);
-        push(IndexValue::Token {
+        let token = IndexValue::Token {
             system: owned(f.system),
             code: owned(f.value),
             text: identifier_type.as_ref().and_then(|t| owned(t.text)),
             type_system: type_coding.as_ref().and_then(|c| owned(c.system)),
             type_code: type_coding.as_ref().and_then(|c| owned(c.code)),
-        });
+        };
+        if !matches!(
+            token,
+            IndexValue::Token {
+                system: None,
+                code: None,
+                type_code: None,
+                ..
+            }
+        ) {
+            push(token);
+        }
     } else {
         coding_token(f, push);
     }
@@ -536,7 +547,7 @@ pub fn parse_date_range(s: &str) -> Option<(i64, i64)> {
         let start = days_from_civil(year, 1, 1) * MICROS_PER_DAY;
         return Some((start, days_from_civil(year + 1, 1, 1) * MICROS_PER_DAY - 1));
     }
-    expect(b, 4, b'-')?;
+    require_byte(b, 4, b'-')?;
     let month = digits(b, 5, 2)?;
     if !(1..=12).contains(&month) {
         return None;
@@ -551,7 +562,7 @@ pub fn parse_date_range(s: &str) -> Option<(i64, i64)> {
         let end = days_from_civil(next_year, next_month, 1) * MICROS_PER_DAY - 1;
         return Some((start, end));
     }
-    expect(b, 7, b'-')?;
+    require_byte(b, 7, b'-')?;
     let day = digits(b, 8, 2)?;
     if day == 0 || day > days_in_month(year, month) {
         return None;
@@ -560,9 +571,9 @@ pub fn parse_date_range(s: &str) -> Option<(i64, i64)> {
     if b.len() == 10 {
         return Some((day_start, day_start + MICROS_PER_DAY - 1));
     }
-    expect(b, 10, b'T')?;
+    require_byte(b, 10, b'T')?;
     let hour = digits(b, 11, 2)?;
-    expect(b, 13, b':')?;
+    require_byte(b, 13, b':')?;
     let minute = digits(b, 14, 2)?;
     if hour > 23 || minute > 59 {
         return None;
@@ -604,7 +615,7 @@ pub fn parse_date_range(s: &str) -> Option<(i64, i64)> {
         [] | [b'Z'] => 0,
         [sign @ (b'+' | b'-'), ..] if b.len() == pos + 6 => {
             let hours = digits(b, pos + 1, 2)?;
-            expect(b, pos + 3, b':')?;
+            require_byte(b, pos + 3, b':')?;
             let minutes = digits(b, pos + 4, 2)?;
             if hours > 14 || minutes > 59 {
                 return None;
@@ -625,7 +636,7 @@ fn digits(b: &[u8], at: usize, count: usize) -> Option<u32> {
     })
 }
 
-fn expect(b: &[u8], at: usize, byte: u8) -> Option<()> {
+fn require_byte(b: &[u8], at: usize, byte: u8) -> Option<()> {
     (b.get(at) == Some(&byte)).then_some(())
 }
 
@@ -752,7 +763,10 @@ mod tests {
             parse_date_range("2020-01-01T05:00:00-05:00"),
             Some((t, t + MICROS_PER_SECOND - 1))
         );
-        assert_eq!(parse_date_range("2020-01-01T10:00:00.5Z"), Some((t + 500_000, t + 500_000)));
+        assert_eq!(
+            parse_date_range("2020-01-01T10:00:00.5Z"),
+            Some((t + 500_000, t + 500_000))
+        );
         assert_eq!(
             parse_date_range("2020-01-01T10:00:00.1234567Z"),
             Some((t + 123_456, t + 123_456))
@@ -761,7 +775,10 @@ mod tests {
             parse_date_range("2020-01-01T10:00Z"),
             Some((t, t + MICROS_PER_MINUTE - 1))
         );
-        assert_eq!(parse_date_range("1969-12-31T23:59:59.999999Z"), Some((-1, -1)));
+        assert_eq!(
+            parse_date_range("1969-12-31T23:59:59.999999Z"),
+            Some((-1, -1))
+        );
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub struct SearchParameter {
     pub components: Vec<Component>,
     /// Resource types for which only some union branches of `expression` apply: the narrowed
     /// expression, or `None` when no branch does. Types not listed use `expression` whole.
-    per_type: HashMap<String, Option<Expression>>,
+    per_type: HashMap<Arc<str>, Option<Expression>>,
 }
 
 impl SearchParameter {
@@ -134,14 +134,38 @@ struct TypeParameters {
     /// `list[i].expression_for(type)`, resolved once so that indexing does no lookup per
     /// parameter.
     expressions: Vec<Option<Expression>>,
-    by_code: HashMap<String, usize>,
+    /// Indexes into `list`, sorted by code, for `get`.
+    by_code: Vec<usize>,
+}
+
+impl TypeParameters {
+    fn finish(&mut self) {
+        let mut order: Vec<usize> = (0..self.list.len()).collect();
+        order.sort_by(|&a, &b| self.list[a].code.cmp(&self.list[b].code).then(a.cmp(&b)));
+        // The data lists some parameters twice (e.g. ResearchStudy's); the first wins so that a
+        // resource is not indexed twice for one code.
+        let mut duplicate = vec![false; self.list.len()];
+        for pair in order.windows(2) {
+            if self.list[pair[0]].code == self.list[pair[1]].code {
+                duplicate[pair[1]] = true;
+            }
+        }
+        if duplicate.contains(&true) {
+            let mut keep = duplicate.iter().map(|d| !d);
+            self.list.retain(|_| keep.next().unwrap_or(true));
+            let mut keep = duplicate.iter().map(|d| !d);
+            self.expressions.retain(|_| keep.next().unwrap_or(true));
+            return self.finish();
+        }
+        self.by_code = order;
+    }
 }
 
 /// All search parameters, by resource type.
 #[derive(Debug, Default)]
 pub struct SearchParameters {
     all: Vec<Arc<SearchParameter>>,
-    by_type: HashMap<String, TypeParameters>,
+    by_type: HashMap<Arc<str>, TypeParameters>,
     errors: Vec<LoadError>,
 }
 
@@ -150,7 +174,7 @@ impl SearchParameters {
     pub fn global() -> &'static SearchParameters {
         static GLOBAL: OnceLock<SearchParameters> = OnceLock::new();
         GLOBAL.get_or_init(|| {
-            let resource_types = serde_json::from_str::<HashMap<String, serde_json::Value>>(
+            let resource_types = serde_json::from_str::<HashMap<String, serde::de::IgnoredAny>>(
                 PATIENT_COMPARTMENT_JSON,
             )
             .map(|m| m.into_keys().collect::<Vec<_>>())
@@ -176,45 +200,51 @@ impl SearchParameters {
                 };
             }
         };
-        let mut registry = SearchParameters::default();
-        let mut concrete_types: Vec<&str> = extra_resource_types
+        // Every concrete resource type, interned: per-type tables share these names.
+        let mut names: Vec<&str> = extra_resource_types
             .iter()
             .map(String::as_str)
             .chain(raw.iter().flat_map(|p| p.base.iter().map(String::as_str)))
             .chain(["Parameters"])
             .filter(|t| !matches!(*t, "Resource" | "DomainResource"))
             .collect();
-        concrete_types.sort_unstable();
-        concrete_types.dedup();
+        names.sort_unstable();
+        names.dedup();
+        let types: Vec<Arc<str>> = names.into_iter().map(Arc::from).collect();
 
-        for p in &raw {
-            match build_parameter(p, &concrete_types) {
-                Ok(param) => registry.all.push(Arc::new(param)),
-                Err(e) => registry.errors.push(e),
-            }
-        }
-        for param in &registry.all {
-            for resource_type in applicable_types(&param.base, &concrete_types) {
-                let entry = registry
-                    .by_type
-                    .entry(resource_type.to_string())
-                    .or_default();
-                // The data lists some parameters twice (e.g. ResearchStudy's); the first wins
-                // so that a resource is not indexed twice for one code.
-                if entry.by_code.contains_key(&param.code) {
+        let mut by_type: HashMap<Arc<str>, TypeParameters> = types
+            .iter()
+            .map(|t| (Arc::clone(t), TypeParameters::default()))
+            .collect();
+        let mut all = Vec::with_capacity(raw.len());
+        let mut errors = Vec::new();
+        for p in raw {
+            let applicable = applicable_types(&p.base, &types);
+            let param = match build_parameter(p, &applicable) {
+                Ok(param) => Arc::new(param),
+                Err(e) => {
+                    errors.push(e);
                     continue;
                 }
-                entry.by_code.insert(param.code.clone(), entry.list.len());
-                entry.list.push(Arc::clone(param));
-                entry
-                    .expressions
-                    .push(param.expression_for(resource_type).cloned());
+            };
+            for resource_type in applicable {
+                if let Some(entry) = by_type.get_mut(resource_type.as_ref()) {
+                    entry.list.push(Arc::clone(&param));
+                    entry
+                        .expressions
+                        .push(param.expression_for(resource_type).cloned());
+                }
             }
+            all.push(param);
         }
-        for t in concrete_types {
-            registry.by_type.entry(t.to_string()).or_default();
+        for entry in by_type.values_mut() {
+            entry.finish();
         }
-        registry
+        SearchParameters {
+            all,
+            by_type,
+            errors,
+        }
     }
 
     /// Definitions that could not be loaded. For the vendored data these are only the
@@ -227,7 +257,11 @@ impl SearchParameters {
     /// The parameter `code` of `resource_type`, including the `Resource`/`DomainResource` ones.
     pub fn get(&self, resource_type: &str, code: &str) -> Option<&SearchParameter> {
         let entry = self.by_type.get(resource_type)?;
-        entry.by_code.get(code).map(|&i| entry.list[i].as_ref())
+        let found = entry
+            .by_code
+            .binary_search_by(|&i| entry.list[i].code.as_str().cmp(code))
+            .ok()?;
+        Some(entry.list[entry.by_code[found]].as_ref())
     }
 
     /// Every parameter that applies to `resource_type`; empty for an unknown type.
@@ -257,7 +291,7 @@ impl SearchParameters {
 
     /// Every known resource type, in no particular order.
     pub fn resource_types(&self) -> impl Iterator<Item = &str> {
-        self.by_type.keys().map(String::as_str)
+        self.by_type.keys().map(AsRef::as_ref)
     }
 
     /// Every loaded parameter, in definition order.
@@ -266,27 +300,34 @@ impl SearchParameters {
     }
 }
 
-/// The concrete resource types a parameter with these bases applies to.
-fn applicable_types<'t>(base: &'t [String], concrete: &[&'t str]) -> Vec<&'t str> {
-    let mut types = Vec::new();
+/// The concrete resource types (from the sorted, interned `types`) a parameter with these bases
+/// applies to.
+fn applicable_types<'t>(base: &[String], types: &'t [Arc<str>]) -> Vec<&'t Arc<str>> {
+    let mut applicable: Vec<&Arc<str>> = Vec::new();
     for b in base {
         match b.as_str() {
-            "Resource" => types.extend_from_slice(concrete),
-            "DomainResource" => types.extend(
-                concrete
+            "Resource" => applicable.extend(types),
+            "DomainResource" => applicable.extend(
+                types
                     .iter()
-                    .copied()
-                    .filter(|t| !matches!(*t, "Bundle" | "Binary" | "Parameters")),
+                    .filter(|t| !matches!(t.as_ref(), "Bundle" | "Binary" | "Parameters")),
             ),
-            other => types.push(other),
+            other => {
+                if let Ok(i) = types.binary_search_by(|t| t.as_ref().cmp(other)) {
+                    applicable.push(&types[i]);
+                }
+            }
         }
     }
-    types.sort_unstable();
-    types.dedup();
-    types
+    applicable.sort_unstable();
+    applicable.dedup();
+    applicable
 }
 
-fn build_parameter(raw: &RawParameter, concrete: &[&str]) -> Result<SearchParameter, LoadError> {
+fn build_parameter(
+    raw: RawParameter,
+    applicable: &[&Arc<str>],
+) -> Result<SearchParameter, LoadError> {
     let parse = |source: &str| {
         Expression::parse(source).map_err(|e| LoadError::Expression {
             url: raw.url.clone(),
@@ -316,25 +357,25 @@ fn build_parameter(raw: &RawParameter, concrete: &[&str]) -> Result<SearchParame
 
     let mut per_type = HashMap::new();
     if let Some(expression) = &expression {
-        for resource_type in applicable_types(&raw.base, concrete) {
+        for &resource_type in applicable {
             match expression.for_resource_type(resource_type) {
                 Narrowed::Unchanged => {}
                 Narrowed::Nothing => {
-                    per_type.insert(resource_type.to_string(), None);
+                    per_type.insert(Arc::clone(resource_type), None);
                 }
                 Narrowed::To(narrowed) => {
-                    per_type.insert(resource_type.to_string(), Some(narrowed));
+                    per_type.insert(Arc::clone(resource_type), Some(narrowed));
                 }
             }
         }
     }
     Ok(SearchParameter {
-        url: raw.url.clone(),
-        code: raw.code.clone(),
-        base: raw.base.clone(),
+        url: raw.url,
+        code: raw.code,
+        base: raw.base,
         kind: raw.kind,
         expression,
-        target: raw.target.clone(),
+        target: raw.target,
         components,
         per_type,
     })
@@ -416,7 +457,10 @@ mod tests {
             Some("AllergyIntolerance")
         );
         let care_plan = patient.expression_for("CarePlan");
-        assert_eq!(care_plan.and_then(Expression::leading_type), Some("CarePlan"));
+        assert_eq!(
+            care_plan.and_then(Expression::leading_type),
+            Some("CarePlan")
+        );
     }
 
     #[test]
@@ -426,8 +470,11 @@ mod tests {
             panic!("code-value-quantity missing");
         };
         assert_eq!(p.kind, SearchParamType::Composite);
-        let parts: Vec<(&str, SearchParamType)> =
-            p.components.iter().map(|c| (c.code.as_str(), c.kind)).collect();
+        let parts: Vec<(&str, SearchParamType)> = p
+            .components
+            .iter()
+            .map(|c| (c.code.as_str(), c.kind))
+            .collect();
         assert_eq!(
             parts,
             vec![
@@ -447,5 +494,38 @@ mod tests {
         assert_eq!(registry.errors().len(), 1);
         assert!(registry.get("Patient", "a").is_none());
         assert!(registry.get("Patient", "b").is_some());
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use std::time::Instant;
+
+    /// Where loading time goes. `cargo test --release -p oxmed-fhir --lib load_phases -- --ignored --nocapture`
+    #[test]
+    #[ignore = "timing helper"]
+    fn load_phases() {
+        for _ in 0..5 {
+            let t = Instant::now();
+            let raw: Vec<RawParameter> =
+                serde_json::from_str(SEARCH_PARAMETERS_JSON).unwrap_or_default();
+            let json = t.elapsed();
+            let t = Instant::now();
+            let mut n = 0;
+            for p in &raw {
+                if let Some(e) = &p.expression {
+                    n += usize::from(Expression::parse(e).is_ok());
+                }
+            }
+            let parse = t.elapsed();
+            let t = Instant::now();
+            let registry = SearchParameters::load(SEARCH_PARAMETERS_JSON, &[]);
+            let total = t.elapsed();
+            let t = Instant::now();
+            drop(registry);
+            let dropping = t.elapsed();
+            println!("json {json:?}, parse {n} {parse:?}, whole load {total:?}, drop {dropping:?}");
+        }
     }
 }

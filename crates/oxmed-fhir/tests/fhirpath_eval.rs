@@ -89,7 +89,10 @@ fn of_type_and_as_select_choice_types() {
     assert_eq!(eval("Observation.value.ofType(Quantity)", &o), quantity);
     assert_eq!(eval("(Observation.value as Quantity)", &o), quantity);
     assert_eq!(eval("Observation.value.as(Quantity)", &o), quantity);
-    assert_eq!(eval("(Observation.value as Quantity).unit", &o), vec![json!("mmHg")]);
+    assert_eq!(
+        eval("(Observation.value as Quantity).unit", &o),
+        vec![json!("mmHg")]
+    );
     assert!(eval("Observation.value.ofType(string)", &o).is_empty());
     assert!(eval("Observation.value as CodeableConcept", &o).is_empty());
     assert_eq!(
@@ -116,7 +119,10 @@ fn of_type_and_as_select_choice_types() {
 fn is_operator_and_function() {
     let o = observation();
     assert_eq!(eval("Observation.value is Quantity", &o), vec![json!(true)]);
-    assert_eq!(eval("Observation.value.is(Quantity)", &o), vec![json!(true)]);
+    assert_eq!(
+        eval("Observation.value.is(Quantity)", &o),
+        vec![json!(true)]
+    );
     assert_eq!(eval("Observation.value is Period", &o), vec![json!(false)]);
     assert_eq!(eval("Observation is Observation", &o), vec![json!(true)]);
     assert_eq!(eval("%resource is DomainResource", &o), vec![json!(true)]);
@@ -135,11 +141,17 @@ fn resolve_decides_by_reference_type() {
     // Absolute URLs and `_history` count; `Reference.type` is used when there is no literal
     // reference; contained references resolve to the contained resource.
     assert_eq!(
-        eval("Observation.performer.where(resolve() is Patient).reference", &o),
+        eval(
+            "Observation.performer.where(resolve() is Patient).reference",
+            &o
+        ),
         vec![json!("https://other.example/fhir/Patient/p2/_history/3")]
     );
     assert_eq!(
-        eval("Observation.performer.where(resolve() is RelatedPerson).type", &o),
+        eval(
+            "Observation.performer.where(resolve() is RelatedPerson).type",
+            &o
+        ),
         vec![json!("RelatedPerson")]
     );
     assert_eq!(
@@ -147,7 +159,10 @@ fn resolve_decides_by_reference_type() {
         vec![json!("Lab")]
     );
     assert_eq!(
-        eval("Observation.performer.where(resolve() is Organization).reference", &o),
+        eval(
+            "Observation.performer.where(resolve() is Organization).reference",
+            &o
+        ),
         vec![json!("#c1")]
     );
     // An unresolved target has a type but no content.
@@ -158,7 +173,10 @@ fn resolve_decides_by_reference_type() {
 fn union_concatenates_and_removes_duplicates() {
     let o = observation();
     assert_eq!(
-        eval("Observation.status | Observation.id | Observation.status", &o),
+        eval(
+            "Observation.status | Observation.id | Observation.status",
+            &o
+        ),
         vec![json!("final"), json!("o1")]
     );
     assert_eq!(
@@ -171,19 +189,31 @@ fn union_concatenates_and_removes_duplicates() {
 fn where_with_equality() {
     let o = observation();
     assert_eq!(
-        eval("Observation.code.coding.where(system = 'http://loinc.org').code", &o),
+        eval(
+            "Observation.code.coding.where(system = 'http://loinc.org').code",
+            &o
+        ),
         vec![json!("8480-6")]
     );
     assert_eq!(
-        eval("Observation.code.coding.where(system != 'http://loinc.org').code", &o),
+        eval(
+            "Observation.code.coding.where(system != 'http://loinc.org').code",
+            &o
+        ),
         vec![json!("271649006")]
     );
     assert_eq!(
-        eval("Observation.component.where(code.coding.code = 'b').value.value", &o),
+        eval(
+            "Observation.component.where(code.coding.code = 'b').value.value",
+            &o
+        ),
         vec![json!(2)]
     );
     assert_eq!(
-        eval("Observation.code.coding.where($this.code = '8480-6').display", &o),
+        eval(
+            "Observation.code.coding.where($this.code = '8480-6').display",
+            &o
+        ),
         vec![json!("Systolic")]
     );
 }
@@ -199,19 +229,34 @@ fn existence_and_boolean_logic() {
         vec![json!(true)]
     );
     assert_eq!(
-        eval("Observation.status.exists() and Observation.status != 'final'", &o),
+        eval(
+            "Observation.status.exists() and Observation.status != 'final'",
+            &o
+        ),
         vec![json!(false)]
     );
     assert_eq!(
-        eval("Observation.status.exists() or Observation.missing = 'x'", &o),
+        eval(
+            "Observation.status.exists() or Observation.missing = 'x'",
+            &o
+        ),
         vec![json!(true)]
     );
     // and with an unknown side stays unknown (empty).
-    assert!(eval("Observation.status.exists() and Observation.missing = 'x'", &o).is_empty());
+    assert!(
+        eval(
+            "Observation.status.exists() and Observation.missing = 'x'",
+            &o
+        )
+        .is_empty()
+    );
     assert_eq!(eval("true and false", &o), vec![json!(false)]);
     assert_eq!(eval("false implies false", &o), vec![json!(true)]);
     assert_eq!(eval("true xor false", &o), vec![json!(true)]);
-    assert_eq!(eval("Observation.status.exists().not()", &o), vec![json!(false)]);
+    assert_eq!(
+        eval("Observation.status.exists().not()", &o),
+        vec![json!(false)]
+    );
 }
 
 #[test]
@@ -228,22 +273,46 @@ fn patient_deceased_expression() {
 #[test]
 fn first_last_indexer_and_friends() {
     let o = observation();
-    assert_eq!(eval("Observation.code.coding.first().code", &o), vec![json!("8480-6")]);
-    assert_eq!(eval("Observation.code.coding.last().code", &o), vec![json!("271649006")]);
-    assert_eq!(eval("Observation.code.coding[1].code", &o), vec![json!("271649006")]);
+    assert_eq!(
+        eval("Observation.code.coding.first().code", &o),
+        vec![json!("8480-6")]
+    );
+    assert_eq!(
+        eval("Observation.code.coding.last().code", &o),
+        vec![json!("271649006")]
+    );
+    assert_eq!(
+        eval("Observation.code.coding[1].code", &o),
+        vec![json!("271649006")]
+    );
     assert!(eval("Observation.code.coding[5]", &o).is_empty());
-    assert_eq!(eval("Observation.code.coding.tail().code", &o), vec![json!("271649006")]);
-    assert_eq!(eval("Observation.code.coding.skip(1).code", &o), vec![json!("271649006")]);
-    assert_eq!(eval("Observation.code.coding.take(1).code", &o), vec![json!("8480-6")]);
+    assert_eq!(
+        eval("Observation.code.coding.tail().code", &o),
+        vec![json!("271649006")]
+    );
+    assert_eq!(
+        eval("Observation.code.coding.skip(1).code", &o),
+        vec![json!("271649006")]
+    );
+    assert_eq!(
+        eval("Observation.code.coding.take(1).code", &o),
+        vec![json!("8480-6")]
+    );
     assert!(eval("Observation.code.coding.single()", &o).is_empty());
     assert_eq!(eval("Observation.code.coding.select(code)", &o).len(), 2);
-    assert_eq!(eval("Observation.code.coding.all(code.exists())", &o), vec![json!(true)]);
+    assert_eq!(
+        eval("Observation.code.coding.all(code.exists())", &o),
+        vec![json!(true)]
+    );
     assert_eq!(eval("Observation.status.hasValue()", &o), vec![json!(true)]);
     let bundle = json!({"resourceType": "Bundle", "entry": [
         {"resource": {"resourceType": "Composition", "id": "c"}},
         {"resource": {"resourceType": "Patient", "id": "p"}}
     ]});
-    assert_eq!(eval("Bundle.entry[0].resource.id", &bundle), vec![json!("c")]);
+    assert_eq!(
+        eval("Bundle.entry[0].resource.id", &bundle),
+        vec![json!("c")]
+    );
 }
 
 #[test]
@@ -254,11 +323,17 @@ fn extensions() {
         vec![json!("first")]
     );
     assert_eq!(
-        eval("Observation.extension.where(url = 'http://ext/one').valueString", &o),
+        eval(
+            "Observation.extension.where(url = 'http://ext/one').valueString",
+            &o
+        ),
         vec![json!("first")]
     );
     assert_eq!(
-        eval("Observation.extension.where(url='http://ext/two').extension.value.code", &o),
+        eval(
+            "Observation.extension.where(url='http://ext/two').extension.value.code",
+            &o
+        ),
         vec![json!("in")]
     );
     assert!(eval("Observation.extension('http://ext/none').value", &o).is_empty());
@@ -275,16 +350,28 @@ fn iif_and_literals() {
     assert_eq!(eval(expr, &none), vec![json!(10)]);
     assert_eq!(eval("iif(false, 'a')", &none), Vec::<Value>::new());
     assert_eq!(eval("'it\\'s'", &none), vec![json!("it's")]);
-    assert!(Expression::parse("'it''s'").is_err(), "adjacent literals are no escape");
+    assert!(
+        Expression::parse("'it''s'").is_err(),
+        "adjacent literals are no escape"
+    );
 }
 
 #[test]
 fn comparisons_and_membership() {
     let o = observation();
     assert_eq!(eval("Observation.value.value > 100", &o), vec![json!(true)]);
-    assert_eq!(eval("Observation.value.value <= 100", &o), vec![json!(false)]);
-    assert_eq!(eval("Observation.value.value = 120.0", &o), vec![json!(true)]);
-    assert_eq!(eval("Observation.effective > '2021-01-01'", &o), vec![json!(true)]);
+    assert_eq!(
+        eval("Observation.value.value <= 100", &o),
+        vec![json!(false)]
+    );
+    assert_eq!(
+        eval("Observation.value.value = 120.0", &o),
+        vec![json!(true)]
+    );
+    assert_eq!(
+        eval("Observation.effective > '2021-01-01'", &o),
+        vec![json!(true)]
+    );
     assert_eq!(eval("'final' in Observation.status", &o), vec![json!(true)]);
     assert_eq!(
         eval("Observation.code.coding.code contains '8480-6'", &o),
@@ -300,8 +387,8 @@ fn resource_constant_inside_relative_evaluation() {
     let seq = json!({"resourceType": "MolecularSequence", "referenceSeq": {"chromosome": {"text": "1"}},
         "variant": [{"start": 10, "end": 20}]});
     let variant = Expression::parse("MolecularSequence.variant").unwrap_or_else(|e| panic!("{e}"));
-    let chromosome =
-        Expression::parse("%resource.referenceSeq.chromosome.text").unwrap_or_else(|e| panic!("{e}"));
+    let chromosome = Expression::parse("%resource.referenceSeq.chromosome.text")
+        .unwrap_or_else(|e| panic!("{e}"));
     let start = Expression::parse("start").unwrap_or_else(|e| panic!("{e}"));
     let nodes = variant.evaluate(&seq);
     assert_eq!(nodes.len(), 1);

@@ -13,7 +13,12 @@ fn all_expressions() -> Vec<(String, String)> {
         if let Some(e) = p.get("expression").and_then(Value::as_str) {
             out.push((url.clone(), e.to_string()));
         }
-        for c in p.get("component").and_then(Value::as_array).into_iter().flatten() {
+        for c in p
+            .get("component")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let e = c["expression"].as_str().expect("component expression");
             out.push((format!("{url} component {}", c["code"]), e.to_string()));
         }
@@ -60,4 +65,15 @@ fn refuses_what_the_evaluator_cannot_do() {
     ] {
         assert!(Expression::parse(bad).is_err(), "{bad:?} should not parse");
     }
+}
+
+#[test]
+fn deep_nesting_is_refused_not_a_stack_overflow() {
+    let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+    assert!(matches!(
+        Expression::parse(&deep),
+        Err(oxmed_fhir::fhirpath::ParseError::TooDeep { .. })
+    ));
+    let ok = format!("{}1{}", "(".repeat(30), ")".repeat(30));
+    assert!(Expression::parse(&ok).is_ok());
 }

@@ -45,7 +45,12 @@ fn reference(r: &str, target: Option<(&str, &str)>) -> IndexValue {
     }
 }
 
-fn quantity(value: f64, system: Option<&str>, code: Option<&str>, unit: Option<&str>) -> IndexValue {
+fn quantity(
+    value: f64,
+    system: Option<&str>,
+    code: Option<&str>,
+    unit: Option<&str>,
+) -> IndexValue {
     IndexValue::Quantity {
         value,
         system: system.map(Into::into),
@@ -283,8 +288,17 @@ fn weight() -> Value {
 #[test]
 fn observation_values() {
     let e = extract(&weight());
-    let loinc = token(Some("http://loinc.org"), Some("29463-7"), Some("Body weight"));
-    let kg = quantity(70.5, Some("http://unitsofmeasure.org"), Some("kg"), Some("kg"));
+    let loinc = token(
+        Some("http://loinc.org"),
+        Some("29463-7"),
+        Some("Body weight"),
+    );
+    let kg = quantity(
+        70.5,
+        Some("http://unitsofmeasure.org"),
+        Some("kg"),
+        Some("kg"),
+    );
 
     assert_eq!(
         owned(of(&e, "code")),
@@ -348,8 +362,18 @@ fn observation_components() {
     assert_eq!(
         owned(of(&e, "component-value-quantity")),
         vec![
-            quantity(120.0, Some("http://unitsofmeasure.org"), Some("mm[Hg]"), None),
-            quantity(80.0, Some("http://unitsofmeasure.org"), Some("mm[Hg]"), None),
+            quantity(
+                120.0,
+                Some("http://unitsofmeasure.org"),
+                Some("mm[Hg]"),
+                None
+            ),
+            quantity(
+                80.0,
+                Some("http://unitsofmeasure.org"),
+                Some("mm[Hg]"),
+                None
+            ),
         ]
     );
     assert_eq!(of(&e, "component-code").len(), 3);
@@ -411,7 +435,10 @@ fn allergy_patient() {
         owned(of(&e, "patient")),
         vec![reference("Patient/p9", Some(("Patient", "p9")))]
     );
-    assert_eq!(owned(of(&e, "code")), vec![token(None, None, Some("Peanuts"))]);
+    assert_eq!(
+        owned(of(&e, "code")),
+        vec![token(None, None, Some("Peanuts"))]
+    );
 }
 
 #[test]
@@ -420,7 +447,12 @@ fn money_range_and_timing() {
         "totalNet": {"value": 10.5, "currency": "USD"}});
     assert_eq!(
         owned(of(&extract(&invoice), "totalnet")),
-        vec![quantity(10.5, Some("urn:iso:std:iso:4217"), Some("USD"), None)]
+        vec![quantity(
+            10.5,
+            Some("urn:iso:std:iso:4217"),
+            Some("USD"),
+            None
+        )]
     );
 
     let vs = json!({"resourceType": "ValueSet", "status": "active", "useContext": [{
@@ -430,7 +462,10 @@ fn money_range_and_timing() {
     let e = extract(&vs);
     let low = quantity(18.0, None, None, Some("a"));
     let high = quantity(65.0, None, None, Some("a"));
-    assert_eq!(owned(of(&e, "context-quantity")), vec![low.clone(), high.clone()]);
+    assert_eq!(
+        owned(of(&e, "context-quantity")),
+        vec![low.clone(), high.clone()]
+    );
     let age = token(
         Some("http://terminology.hl7.org/CodeSystem/usage-context-type"),
         Some("age"),
@@ -503,5 +538,91 @@ fn invalid_values_are_skipped() {
     assert!(of(&e, "gender").is_empty());
     assert!(of(&e, "organization").is_empty());
     assert_eq!(owned(of(&e, "_id")), vec![code("7")]);
-    assert_eq!(owned(of(&e, "name")), vec![string("not-a-name", "not-a-name")]);
+    assert_eq!(
+        owned(of(&e, "name")),
+        vec![string("not-a-name", "not-a-name")]
+    );
+}
+
+/// Every search parameter of every type, evaluated over elements of every wrong shape: nothing
+/// panics, and nothing wrong-shaped is indexed as a date.
+#[test]
+fn odd_shapes_never_panic() {
+    use oxmed_fhir::search_parameter::SearchParameters;
+    let shapes = [
+        json!(null),
+        json!(true),
+        json!(-1.5),
+        json!(""),
+        json!("x"),
+        json!("2020-01-01"),
+        json!([]),
+        json!([null, 1, "a", {}]),
+        json!({}),
+        json!({"reference": 5, "type": 3}),
+        json!({"reference": "#missing"}),
+        json!({"start": 5, "end": "2020"}),
+        json!({"coding": "x", "text": 1}),
+        json!({"coding": [1, {"system": 2, "code": []}]}),
+        json!({"value": "x", "type": {"coding": {}}}),
+        json!({"value": 1e308, "currency": 4}),
+        json!({"low": 1, "high": {"value": "x"}}),
+        json!({"event": [1, "bad"], "repeat": {"boundsPeriod": []}}),
+        json!({"resourceType": 1, "id": {}}),
+        json!({"extension": [{"url": 1}, {"url": "u", "valueCoding": 3}]}),
+    ];
+    let registry = SearchParameters::global();
+    let mut types: Vec<&str> = registry.resource_types().collect();
+    types.sort_unstable();
+    let mut runs = 0;
+    for t in types {
+        let mut names: Vec<String> = Vec::new();
+        for p in registry.for_type(t) {
+            let sources = p
+                .expression
+                .iter()
+                .map(|e| e.source())
+                .chain(p.components.iter().map(|c| c.expression.source()));
+            for source in sources {
+                for word in source.split(|c: char| !c.is_ascii_alphanumeric()) {
+                    if word.starts_with(|c: char| c.is_ascii_lowercase()) {
+                        names.push(word.to_string());
+                        // Choice variants too.
+                        for suffix in ["Quantity", "Period", "DateTime", "CodeableConcept", "Range"]
+                        {
+                            names.push(format!("{word}{suffix}"));
+                        }
+                    }
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        for shape in &shapes {
+            let mut resource = serde_json::Map::new();
+            for name in &names {
+                resource.insert(name.clone(), shape.clone());
+            }
+            resource.insert("resourceType".into(), json!(t));
+            let entries = extract(&Value::Object(resource));
+            runs += 1;
+            for e in &entries {
+                if let IndexValue::Date { start, end } = e.value {
+                    // The only valid date among the shapes.
+                    let day = parse_date_range("2020-01-01").unwrap_or_default();
+                    let year = parse_date_range("2020").unwrap_or_default();
+                    assert!(
+                        (start, end) == day
+                            || (start, end) == year
+                            || (end == i64::MAX && start == day.0)
+                            || (start == i64::MIN && end == year.1),
+                        "{t} {}: {:?} from {shape}",
+                        e.code,
+                        e.value
+                    );
+                }
+            }
+        }
+    }
+    assert!(runs > 3000, "{runs}");
 }

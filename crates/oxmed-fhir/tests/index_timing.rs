@@ -81,19 +81,28 @@ fn timings() {
     let load = per_call(20, || {
         black_box(SearchParameters::load(black_box(DATA), &[]));
     });
-    println!("SearchParameters::load (JSON + parse all expressions + per-type narrowing): {load:?}");
+    println!(
+        "SearchParameters::load (JSON + parse all expressions + per-type narrowing): {load:?}"
+    );
 
     let expressions: Vec<String> = serde_json::from_str::<Vec<Value>>(DATA)
         .unwrap_or_default()
         .iter()
         .flat_map(|p| {
-            let own = p.get("expression").and_then(Value::as_str).map(str::to_string);
+            let own = p
+                .get("expression")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             let components = p
                 .get("component")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
-                .filter_map(|c| c.get("expression").and_then(Value::as_str).map(str::to_string));
+                .filter_map(|c| {
+                    c.get("expression")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
             own.into_iter().chain(components).collect::<Vec<_>>()
         })
         .collect();
@@ -102,7 +111,10 @@ fn timings() {
             let _ = black_box(oxmed_fhir::fhirpath::Expression::parse(black_box(e)));
         }
     });
-    println!("  of which parsing {} expressions: {parse:?}", expressions.len());
+    println!(
+        "  of which parsing {} expressions: {parse:?}",
+        expressions.len()
+    );
     let json = per_call(20, || {
         black_box(serde_json::from_str::<Value>(black_box(DATA)).is_ok());
     });

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::meta::{instant, new_id};
 use crate::write::{BundleLinks, Prepared, Written, prepare, written};
-use crate::{RepoError, RequestContext, Repository, WriteRequest, truncate};
+use crate::{RepoError, Repository, RequestContext, WriteRequest, truncate};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BundleKind {
@@ -21,9 +21,19 @@ pub enum BundleKind {
 /// What one entry asks for.
 enum EntryRequest {
     Write(WriteRequest),
-    Read { resource_type: String, id: String },
-    VRead { resource_type: String, id: String, version_id: String },
-    Search { resource_type: String, query: String },
+    Read {
+        resource_type: String,
+        id: String,
+    },
+    VRead {
+        resource_type: String,
+        id: String,
+        version_id: String,
+    },
+    Search {
+        resource_type: String,
+        query: String,
+    },
 }
 
 /// Most entries in one Bundle: bounds the work of one request.
@@ -36,10 +46,7 @@ pub(crate) async fn process(
     base_url: &str,
 ) -> Result<Value, RepoError> {
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-        return Err(RepoError::invalid_at(
-            "Expected a Bundle",
-            "resourceType",
-        ));
+        return Err(RepoError::invalid_at("Expected a Bundle", "resourceType"));
     }
     let kind = match bundle.get("type").and_then(Value::as_str) {
         Some("batch") => BundleKind::Batch,
@@ -90,10 +97,7 @@ async fn batch(
     let mut out = Vec::with_capacity(entries.len());
     for (i, entry) in entries.into_iter().enumerate() {
         let result = match parse_entry(&entry, base_url, i) {
-            Ok(EntryRequest::Write(w)) => repo
-                .write(ctx, w)
-                .await
-                .map(|w| write_response(&w)),
+            Ok(EntryRequest::Write(w)) => repo.write(ctx, w).await.map(|w| write_response(&w)),
             Ok(read) => run_read(repo, ctx, read).await,
             Err(e) => Err(e),
         };
@@ -219,18 +223,10 @@ fn parse_entry(entry: &Value, base_url: &str, i: usize) -> Result<EntryRequest, 
         None => (url, None),
     };
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let text = |k: &str| {
-        request
-            .get(k)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
+    let text = |k: &str| request.get(k).and_then(Value::as_str).map(str::to_owned);
     let resource = || {
         entry.get("resource").cloned().ok_or_else(|| {
-            RepoError::invalid_at(
-                "Missing resource",
-                format!("Bundle.entry[{i}].resource"),
-            )
+            RepoError::invalid_at("Missing resource", format!("Bundle.entry[{i}].resource"))
         })
     };
     let if_match = text("ifMatch").map(|s| unquote_etag(&s));

@@ -10,13 +10,24 @@ use crate::{RepoError, truncate};
 
 /// Parameters that shape a search result rather than select resources.
 const RESULT_PARAMETERS: &[&str] = &[
-    "_count", "_offset", "_sort", "_total", "_summary", "_elements", "_format", "_pretty",
+    "_count",
+    "_offset",
+    "_sort",
+    "_total",
+    "_summary",
+    "_elements",
+    "_format",
+    "_pretty",
 ];
 
 /// Longest parameter value accepted; longer ones are refused rather than sent to the database.
 const MAX_VALUE_LEN: usize = 4096;
 
-pub(crate) fn parse(resource_type: &str, query: &str, for_search: bool) -> Result<Filter, RepoError> {
+pub(crate) fn parse(
+    resource_type: &str,
+    query: &str,
+    for_search: bool,
+) -> Result<Filter, RepoError> {
     let registry = SearchParameters::global();
     let mut all = Vec::new();
     for (key, value) in form_urlencoded::parse(query.trim_start_matches('?').as_bytes()) {
@@ -114,8 +125,16 @@ mod tests {
             f,
             Filter::And(vec![
                 Filter::Or(vec![
-                    Filter::Token { code: "identifier".into(), system: Some("http://x".into()), value: Some("1".into()) },
-                    Filter::Token { code: "identifier".into(), system: None, value: Some("2".into()) },
+                    Filter::Token {
+                        code: "identifier".into(),
+                        system: Some("http://x".into()),
+                        value: Some("1".into())
+                    },
+                    Filter::Token {
+                        code: "identifier".into(),
+                        system: None,
+                        value: Some("2".into())
+                    },
                 ]),
                 Filter::Ids(vec!["a".into()]),
             ])

@@ -46,9 +46,9 @@ impl From<StoreError> for RepoError {
                 Ok(repo) => *repo,
                 Err(other) => RepoError::Store(StoreError::Rejected(other)),
             },
-            StoreError::Conflict(t, id) => {
-                RepoError::Conflict(format!("{t}/{id} was written concurrently or belongs elsewhere"))
-            }
+            StoreError::Conflict(t, id) => RepoError::Conflict(format!(
+                "{t}/{id} was written concurrently or belongs elsewhere"
+            )),
             other => RepoError::Store(other),
         }
     }

@@ -13,7 +13,7 @@ use oxmed_store::{HistoryCursor, HistoryQuery, HistoryScope, Store, StoredResour
 
 pub use bundle::BundleKind;
 pub use error::RepoError;
-pub use write::{Written, WriteRequest};
+pub use write::{WriteRequest, Written};
 
 /// The project every resource belongs to until projects are managed: a fixed id so that data
 /// written now keeps its project when projects arrive.
@@ -222,14 +222,14 @@ fn visible(
     match found {
         Some(r) if r.project == ctx.project => {
             if r.deleted {
-                Err(RepoError::Gone(format!(
-                    "{resource_type}/{id} was deleted"
-                )))
+                Err(RepoError::Gone(format!("{resource_type}/{id} was deleted")))
             } else {
                 Ok(r)
             }
         }
-        _ => Err(RepoError::NotFound(format!("{resource_type}/{id} not found"))),
+        _ => Err(RepoError::NotFound(format!(
+            "{resource_type}/{id} not found"
+        ))),
     }
 }
 

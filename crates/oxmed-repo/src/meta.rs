@@ -73,10 +73,7 @@ pub fn stamp(resource: &mut Value, s: &Stamp<'_>) {
     meta.insert("lastUpdated".into(), Value::String(instant(s.last_updated)));
     meta.insert("project".into(), Value::String(s.project.into()));
     if let Some(author) = s.author {
-        meta.insert(
-            "author".into(),
-            serde_json::json!({ "reference": author }),
-        );
+        meta.insert("author".into(), serde_json::json!({ "reference": author }));
     }
     let rest: Vec<(String, Value)> = std::mem::take(obj).into_iter().collect();
     let mut ordered = Map::with_capacity(rest.len() + 2);
@@ -111,15 +108,30 @@ mod tests {
     #[test]
     fn instant_formats_milliseconds_in_utc() {
         assert_eq!(instant(1_700_000_000_123_000), "2023-11-14T22:13:20.123Z");
-        assert_eq!(parse_instant("2023-11-14T22:13:20.123Z"), Some(1_700_000_000_123_000));
-        assert_eq!(parse_instant("2023-11-14T23:13:20.123+01:00"), Some(1_700_000_000_123_000));
+        assert_eq!(
+            parse_instant("2023-11-14T22:13:20.123Z"),
+            Some(1_700_000_000_123_000)
+        );
+        assert_eq!(
+            parse_instant("2023-11-14T23:13:20.123+01:00"),
+            Some(1_700_000_000_123_000)
+        );
         assert_eq!(parse_instant("yesterday"), None);
     }
 
     #[test]
     fn stamp_orders_and_overrides_client_meta() {
         let mut r = json!({"resourceType": "Patient", "active": true, "id": "x", "meta": {"versionId": "evil", "tag": [{"code": "t"}]}});
-        stamp(&mut r, &Stamp { id: "abc", version_id: "v1", last_updated: 1_000, project: "p", author: None });
+        stamp(
+            &mut r,
+            &Stamp {
+                id: "abc",
+                version_id: "v1",
+                last_updated: 1_000,
+                project: "p",
+                author: None,
+            },
+        );
         let keys: Vec<&String> = r.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["resourceType", "id", "meta", "active"]);
         assert_eq!(r["meta"]["versionId"], "v1");

@@ -10,13 +10,12 @@ use oxmed_fhir::index::extract;
 use oxmed_fhir::operation_outcome::Issue;
 use oxmed_fhir::validation::validate;
 use oxmed_store::{
-    BoxError, Decision, Lookup, NewVersion, StoredResource, Target, TxState, WriteOp,
-    WriteOutcome,
+    BoxError, Decision, Lookup, NewVersion, StoredResource, Target, TxState, WriteOp, WriteOutcome,
 };
 use serde_json::Value;
 
 use crate::meta::{Stamp, new_id, same_content, stamp, strip_server_meta};
-use crate::{RepoError, RequestContext, Repository, conditional, truncate};
+use crate::{RepoError, Repository, RequestContext, conditional, truncate};
 
 #[derive(Debug, Clone)]
 pub enum WriteRequest {
@@ -300,9 +299,8 @@ pub(crate) fn prepare(
         } => {
             Repository::check_type(&resource_type)?;
             Repository::check_id(&id)?;
-            let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| {
-                RepoError::invalid(format!("Invalid JSON Patch: {e}"))
-            })?;
+            let patch: json_patch::Patch = serde_json::from_value(patch)
+                .map_err(|e| RepoError::invalid(format!("Invalid JSON Patch: {e}")))?;
             let target = Target::Id {
                 resource_type: resource_type.clone(),
                 id: id.clone(),
@@ -318,9 +316,8 @@ pub(crate) fn prepare(
                 check_if_match(if_match.as_deref(), current, &resource_type, &id)?;
                 let mut resource: Value = serde_json::from_str(&c.content)
                     .map_err(|e| reject(RepoError::Store(corrupt(e))))?;
-                json_patch::patch(&mut resource, &patch).map_err(|e| {
-                    reject(RepoError::invalid(format!("JSON Patch failed: {e}")))
-                })?;
+                json_patch::patch(&mut resource, &patch)
+                    .map_err(|e| reject(RepoError::invalid(format!("JSON Patch failed: {e}"))))?;
                 if resource.get("resourceType").and_then(Value::as_str)
                     != Some(resource_type.as_str())
                     || body_id(&resource) != Some(id.as_str())
@@ -497,7 +494,8 @@ fn new_version(
         },
     );
     let index = extract(&resource);
-    let content = serde_json::to_string(&resource).map_err(|e| reject(RepoError::Store(corrupt(e))))?;
+    let content =
+        serde_json::to_string(&resource).map_err(|e| reject(RepoError::Store(corrupt(e))))?;
     Ok(NewVersion {
         resource_type: resource_type.to_owned(),
         id: id.to_owned(),
@@ -544,7 +542,10 @@ fn rewrite_references(
                     && let Value::String(s) = v
                     && (s.starts_with("urn:uuid:") || s.starts_with("urn:oid:"))
                 {
-                    let resolved = state.references.get(s.as_str()).or_else(|| assigned.get(s.as_str()));
+                    let resolved = state
+                        .references
+                        .get(s.as_str())
+                        .or_else(|| assigned.get(s.as_str()));
                     match resolved {
                         Some(r) => *s = r.clone(),
                         None => {

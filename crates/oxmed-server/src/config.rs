@@ -107,7 +107,11 @@ impl Config {
                 .or(file.max_body_size)
                 .unwrap_or(16 * 1024 * 1024),
             max_count: args.max_count.or(file.max_count).unwrap_or(1000),
-            log: args.log.clone().or(file.log).unwrap_or_else(|| "info".into()),
+            log: args
+                .log
+                .clone()
+                .or(file.log)
+                .unwrap_or_else(|| "info".into()),
         })
     }
 

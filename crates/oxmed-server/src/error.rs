@@ -23,7 +23,11 @@ impl ApiError {
         ApiError::Status(StatusCode::NOT_FOUND, msg.into(), "not-found")
     }
     pub fn unsupported_media_type(msg: impl Into<String>) -> ApiError {
-        ApiError::Status(StatusCode::UNSUPPORTED_MEDIA_TYPE, msg.into(), "not-supported")
+        ApiError::Status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            msg.into(),
+            "not-supported",
+        )
     }
     pub fn too_large(msg: impl Into<String>) -> ApiError {
         ApiError::Status(StatusCode::PAYLOAD_TOO_LARGE, msg.into(), "too-costly")
@@ -49,9 +53,10 @@ impl IntoResponse for ApiError {
                     e.outcome(),
                 )
             }
-            ApiError::Status(status, msg, code) => {
-                (*status, operation_outcome(&[Issue::error(code, msg.clone())]))
-            }
+            ApiError::Status(status, msg, code) => (
+                *status,
+                operation_outcome(&[Issue::error(code, msg.clone())]),
+            ),
         };
         outcome_response(status, &body)
     }

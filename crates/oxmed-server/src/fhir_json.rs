@@ -132,9 +132,17 @@ pub fn parse_body(headers: &HeaderMap, body: &[u8], patch: bool) -> Result<Value
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let accepted = if patch {
-        matches!(mime.as_str(), "application/json-patch+json" | "application/json")
+        matches!(
+            mime.as_str(),
+            "application/json-patch+json" | "application/json"
+        )
     } else {
         matches!(mime.as_str(), "application/fhir+json" | "application/json")
     };

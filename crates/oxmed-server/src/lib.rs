@@ -11,9 +11,12 @@ mod summary;
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::ServiceExt;
 use oxmed_repo::Repository;
 use oxmed_store::Store;
 use tokio::net::TcpListener;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
 
 pub use config::{Config, ServeArgs};
 
@@ -54,10 +57,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let store = state.repo.store().clone();
-    let app = routes::router(state);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // `[base]/` and `[base]` are the same endpoint to FHIR clients (Medplum's client posts
+    // batches to `fhir/R4/`); trimming happens before routing, so it wraps the router.
+    let app = NormalizePathLayer::trim_trailing_slash().layer(routes::router(state));
+    let result = axum::serve(
+        listener,
+        ServiceExt::<axum::extract::Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     store.close().await;
     Ok(result?)
 }

@@ -35,7 +35,7 @@ pub fn apply(resource: &mut Value, summary: Summary, elements: Option<&[String]>
             }),
             Summary::True => obj.retain(|k, _| {
                 ALWAYS.contains(&k.as_str())
-                    || element(defs, &resource_type, k).is_some_and(|e| e.min() > 0 /* SUMMARY-PENDING */)
+                    || element(defs, &resource_type, k).is_some_and(|e| e.is_summary())
             }),
         }
     }

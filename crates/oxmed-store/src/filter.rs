@@ -17,10 +17,19 @@ pub enum Filter {
         value: Option<String>,
     },
     /// A string parameter: the normalized value starts with `prefix` (already normalized).
-    StringPrefix { code: String, prefix: String },
+    StringPrefix {
+        code: String,
+        prefix: String,
+    },
     /// A reference parameter, by the reference as written (`Patient/123`).
-    Reference { code: String, reference: String },
-    Uri { code: String, value: String },
+    Reference {
+        code: String,
+        reference: String,
+    },
+    Uri {
+        code: String,
+        value: String,
+    },
     And(Vec<Filter>),
     Or(Vec<Filter>),
 }

@@ -62,7 +62,10 @@ impl HistoryQuery {
         }
         if let Some(since) = self.since {
             params.push(SqlValue::Int(since));
-            sql.push_str(&format!(" AND r.last_updated >= {}", dialect.param(params.len())));
+            sql.push_str(&format!(
+                " AND r.last_updated >= {}",
+                dialect.param(params.len())
+            ));
         }
         if let Some(after) = &self.after {
             params.push(SqlValue::Int(after.last_updated));
@@ -80,4 +83,3 @@ impl HistoryQuery {
         (sql, params)
     }
 }
-

@@ -120,7 +120,10 @@ impl Store {
         offset: usize,
     ) -> Result<Vec<StoredResource>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.search(project, resource_type, filter, limit, offset).await,
+            Store::Sqlite(s) => {
+                s.search(project, resource_type, filter, limit, offset)
+                    .await
+            }
             Store::Postgres(s) => {
                 s.search(project, resource_type, filter, limit, offset)
                     .await

@@ -68,8 +68,10 @@ impl<'a> Node<'a> {
         self.value
     }
 
-    /// The type declared by the choice-element key the node was read from (`Quantity` for
-    /// `valueQuantity`, `dateTime` for `effectiveDateTime`), if any.
+    /// The type known without inspecting the value: from the choice-element key the node was
+    /// read from (`Quantity` for `valueQuantity`, `dateTime` for `effectiveDateTime`), the
+    /// `resourceType` of a node made by [`Node::new`] for a resource, or the target type of an
+    /// unresolved reference.
     pub fn type_hint(&self) -> Option<&'a str> {
         self.type_hint
     }
@@ -99,9 +101,7 @@ impl<'a> Node<'a> {
         match self.kind {
             Kind::Resource | Kind::Unresolved => true,
             // A resource met along a path (`contained`, `Bundle.entry.resource`).
-            Kind::Element => {
-                self.type_hint.is_none() && self.value.get("resourceType").is_some()
-            }
+            Kind::Element => self.type_hint.is_none() && self.value.get("resourceType").is_some(),
         }
     }
 
@@ -245,11 +245,11 @@ fn member<'a>(node: &Node<'a>, name: &str, out: &mut Vec<Node<'a>>) {
     // FHIR objects are small: one pass over the keys finds the element or its choice variants
     // faster than hashing the name, and a miss (most search parameters find nothing in a given
     // resource) costs no more than a hit.
-    if map.len() > SMALL_OBJECT {
-        if let Some(child) = map.get(name) {
-            push_flattened(child, None, out);
-            return;
-        }
+    if map.len() > SMALL_OBJECT
+        && let Some(child) = map.get(name)
+    {
+        push_flattened(child, None, out);
+        return;
     }
     let start = out.len();
     for (key, child) in map {
@@ -356,9 +356,9 @@ fn call<'a>(
                 let mut extensions = Vec::new();
                 member(node, "extension", &mut extensions);
                 out.extend(
-                    extensions
-                        .into_iter()
-                        .filter(|e| e.value.get("url").and_then(Value::as_str) == Some(url.as_str())),
+                    extensions.into_iter().filter(|e| {
+                        e.value.get("url").and_then(Value::as_str) == Some(url.as_str())
+                    }),
                 );
             }
         }
@@ -514,7 +514,8 @@ fn eval_binary<'a>(
         BinOp::Equiv | BinOp::NotEquiv => {
             let (l, r) = (operand(left), operand(right));
             let equivalent = l.len() == r.len()
-                && l.iter().all(|a| r.iter().any(|b| json_equivalent(a.value, b.value)));
+                && l.iter()
+                    .all(|a| r.iter().any(|b| json_equivalent(a.value, b.value)));
             Some(equivalent == (op == BinOp::Equiv))
         }
         BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
@@ -555,8 +556,7 @@ fn json_equal(a: &Value, b: &Value) -> bool {
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x
-                    .iter()
+                && x.iter()
                     .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
         }
         _ => a == b,
@@ -567,7 +567,12 @@ fn json_equal(a: &Value, b: &Value) -> bool {
 fn json_equivalent(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::String(x), Value::String(y)) => {
-            let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+            let norm = |s: &str| {
+                s.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_lowercase()
+            };
             norm(x) == norm(y)
         }
         _ => json_equal(a, b),

@@ -10,7 +10,10 @@ use super::ParseError;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Token<'s> {
     /// An identifier; `delimited` is true for `` `name` `` which is never a keyword.
-    Ident { name: Cow<'s, str>, delimited: bool },
+    Ident {
+        name: Cow<'s, str>,
+        delimited: bool,
+    },
     Str(Cow<'s, str>),
     /// The literal as written, so that integers stay exact.
     Number(&'s str),
@@ -190,7 +193,12 @@ pub(crate) fn tokenize<'s>(src: &'s str) -> Result<Vec<Spanned<'s>>, ParseError>
                     tokens.push(single(Token::NotEquiv));
                     i += 2;
                 }
-                _ => return Err(ParseError::UnexpectedChar { ch: '!', pos: start }),
+                _ => {
+                    return Err(ParseError::UnexpectedChar {
+                        ch: '!',
+                        pos: start,
+                    });
+                }
             },
             b'<' | b'>' => {
                 let eq = bytes.get(i + 1) == Some(&b'=');
@@ -229,7 +237,10 @@ pub(crate) fn tokenize<'s>(src: &'s str) -> Result<Vec<Spanned<'s>>, ParseError>
                 } else {
                     let end = ident_end(bytes, i);
                     if end == i {
-                        return Err(ParseError::UnexpectedChar { ch: '%', pos: start });
+                        return Err(ParseError::UnexpectedChar {
+                            ch: '%',
+                            pos: start,
+                        });
                     }
                     let name = Cow::Borrowed(&src[i..end]);
                     i = end;
@@ -240,7 +251,10 @@ pub(crate) fn tokenize<'s>(src: &'s str) -> Result<Vec<Spanned<'s>>, ParseError>
             b'$' => {
                 let end = ident_end(bytes, i + 1);
                 if end == i + 1 {
-                    return Err(ParseError::UnexpectedChar { ch: '$', pos: start });
+                    return Err(ParseError::UnexpectedChar {
+                        ch: '$',
+                        pos: start,
+                    });
                 }
                 tokens.push(single(Token::Special(&src[i + 1..end])));
                 i = end;
@@ -295,10 +309,10 @@ fn ident_end(bytes: &[u8], mut i: usize) -> usize {
 fn lex_quoted(src: &str, start: usize, quote: u8) -> Result<(Cow<'_, str>, usize), ParseError> {
     let body = &src[start + 1..];
     // Without escapes the text is a slice of the source.
-    if let Some(end) = body.bytes().position(|b| b == quote || b == b'\\') {
-        if body.as_bytes()[end] == quote {
-            return Ok((Cow::Borrowed(&body[..end]), start + 1 + end + 1));
-        }
+    if let Some(end) = body.bytes().position(|b| b == quote || b == b'\\')
+        && body.as_bytes()[end] == quote
+    {
+        return Ok((Cow::Borrowed(&body[..end]), start + 1 + end + 1));
     }
     let mut out = String::new();
     let mut chars = body.char_indices();
@@ -376,10 +390,7 @@ mod tests {
 
     #[test]
     fn number_followed_by_call_keeps_the_dot() {
-        assert_eq!(
-            kinds("1.exists()")[..2],
-            [Token::Number("1"), Token::Dot]
-        );
+        assert_eq!(kinds("1.exists()")[..2], [Token::Number("1"), Token::Dot]);
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub enum ParseError {
     },
     #[error("not supported: {what} (at {pos})")]
     Unsupported { what: String, pos: usize },
+    #[error("expression nested too deeply (at {pos})")]
+    TooDeep { pos: usize },
 }
 
 /// A parsed FHIRPath expression. Parse once, evaluate many times; cloning is cheap (shared).

@@ -19,6 +19,7 @@ pub(crate) fn parse(src: &str) -> Result<Expr, ParseError> {
         tokens,
         pos: 0,
         end: src.len(),
+        depth: 0,
     };
     let expr = parser.expression()?;
     match parser.peek() {
@@ -32,7 +33,12 @@ struct Parser<'s> {
     pos: usize,
     /// Offset reported for errors at the end of the input.
     end: usize,
+    /// Nesting of parentheses and function arguments, bounded so that hostile input cannot
+    /// exhaust the stack.
+    depth: usize,
 }
+
+const MAX_DEPTH: usize = 64;
 
 impl<'s> Parser<'s> {
     fn peek(&self) -> Option<&Token<'s>> {
@@ -88,7 +94,13 @@ impl<'s> Parser<'s> {
     }
 
     fn expression(&mut self) -> Result<Expr, ParseError> {
-        self.implies()
+        if self.depth >= MAX_DEPTH {
+            return Err(ParseError::TooDeep { pos: self.offset() });
+        }
+        self.depth += 1;
+        let expr = self.implies();
+        self.depth -= 1;
+        expr
     }
 
     fn binary_level(
@@ -206,10 +218,7 @@ impl<'s> Parser<'s> {
 
     fn additive(&mut self) -> Result<Expr, ParseError> {
         let expr = self.multiplicative()?;
-        if matches!(
-            self.peek(),
-            Some(Token::Plus | Token::Minus | Token::Amp)
-        ) {
+        if matches!(self.peek(), Some(Token::Plus | Token::Minus | Token::Amp)) {
             return Err(self.unsupported("arithmetic and string concatenation"));
         }
         Ok(expr)
@@ -414,9 +423,9 @@ impl<'s> Parser<'s> {
                         _ => None,
                     })
                     .ok_or(ParseError::Unsupported {
-                    what: format!("{name}() with a non-integer-literal argument"),
-                    pos,
-                })?;
+                        what: format!("{name}() with a non-integer-literal argument"),
+                        pos,
+                    })?;
                 if name == "skip" {
                     Function::Skip(count)
                 } else {
@@ -489,10 +498,9 @@ fn build_function(name: &str, args: Vec<Expr>, pos: usize) -> Result<Function, P
         ("where" | "select" | "all", _) => return Err(arity("1")),
         ("exists", _) => return Err(arity("0 or 1")),
         ("iif", _) => return Err(arity("2 or 3")),
-        (
-            "empty" | "first" | "last" | "tail" | "single" | "not" | "hasValue" | "resolve",
-            _,
-        ) => return Err(arity("0")),
+        ("empty" | "first" | "last" | "tail" | "single" | "not" | "hasValue" | "resolve", _) => {
+            return Err(arity("0"));
+        }
         _ => {
             return Err(ParseError::UnknownFunction {
                 name: name.to_string(),

@@ -48,7 +48,9 @@ pub fn postgres_url() -> Option<String> {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
             if std::env::var("CI").is_ok() {
-                panic!("OXMED_TEST_POSTGRES_URL is not set under CI: the PostgreSQL tests must run");
+                panic!(
+                    "OXMED_TEST_POSTGRES_URL is not set under CI: the PostgreSQL tests must run"
+                );
             }
             eprintln!("skipping the PostgreSQL variant: OXMED_TEST_POSTGRES_URL is not set");
             None
@@ -71,7 +73,10 @@ pub async fn fresh_postgres_database(server_url: &str) -> String {
     let _ = task.await;
     // Replace the database path of the URL.
     let (prefix, rest) = server_url.rsplit_once('/').expect("URL with a database");
-    let query = rest.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    let query = rest
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
     format!("{prefix}/{name}{query}")
 }
 
@@ -150,8 +155,14 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str) -> Resp {
-        Resp::from(self.client.get(self.url(path)).send().await.expect("request"))
-            .await
+        Resp::from(
+            self.client
+                .get(self.url(path))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Resp {
@@ -163,8 +174,14 @@ impl TestServer {
     }
 
     pub async fn delete(&self, path: &str) -> Resp {
-        Resp::from(self.client.delete(self.url(path)).send().await.expect("request"))
-            .await
+        Resp::from(
+            self.client
+                .delete(self.url(path))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
     }
 
     pub async fn send(

@@ -377,8 +377,7 @@ async fn insert_index(
                 unnest.join(", ")
             ))
             .await?;
-        let mut params: Vec<&(dyn ToSql + Sync)> =
-            vec![&v.resource_type, &v.id, &project, &codes];
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&v.resource_type, &v.id, &project, &codes];
         for a in &arrays {
             params.push(match a {
                 ColumnArray::Text(x) => x,

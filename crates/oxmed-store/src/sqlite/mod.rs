@@ -86,7 +86,11 @@ impl SqliteStore {
 
     /// A point read, run on the calling thread: an indexed lookup is cheaper than a hop to the
     /// blocking pool.
-    pub fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
+    pub fn read(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<StoredResource>, StoreError> {
         self.with_reader(|c| read_current(c, resource_type, id))
     }
 
@@ -212,7 +216,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         }
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
-        tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [version])?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [version],
+        )?;
         tx.commit()?;
     }
     Ok(())

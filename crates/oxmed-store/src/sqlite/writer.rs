@@ -273,7 +273,8 @@ fn insert_index(conn: &Connection, project: &str, v: &NewVersion) -> Result<(), 
             placeholders.join(", ")
         ))?;
         for (code, cols) in &table.rows {
-            let mut values: Vec<&dyn rusqlite::ToSql> = vec![&v.resource_type, &v.id, &project, code];
+            let mut values: Vec<&dyn rusqlite::ToSql> =
+                vec![&v.resource_type, &v.id, &project, code];
             for c in cols {
                 values.push(match c {
                     Col::Text(t) => t,

@@ -89,7 +89,9 @@ async fn history(
         })?),
         None => None,
     };
-    let after = query::get(&params, "_cursor").map(parse_cursor).transpose()?;
+    let after = query::get(&params, "_cursor")
+        .map(parse_cursor)
+        .transpose()?;
     let page = state
         .repo
         .history(&context(&headers), scope, since, after, count)

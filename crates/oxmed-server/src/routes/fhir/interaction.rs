@@ -7,7 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use oxmed_fhir::operation_outcome::all_ok;
-use oxmed_repo::{RequestContext, Repository, WriteRequest, Written};
+use oxmed_repo::{Repository, RequestContext, WriteRequest, Written};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -247,10 +247,7 @@ pub async fn bundle(
     let fmt = format(&raw)?;
     let bundle = parse_body(&headers, &body(b)?, false)?;
     let base = state.config.fhir_base();
-    let out = state
-        .repo
-        .bundle(&context(&headers), bundle, &base)
-        .await?;
+    let out = state.repo.bundle(&context(&headers), bundle, &base).await?;
     Ok(json_response(StatusCode::OK, &out, &fmt))
 }
 
@@ -289,8 +286,10 @@ fn write_response(state: &AppState, w: &Written, headers: &HeaderMap, fmt: &Form
             let outcome = json_response(status, &all_ok("OK"), fmt);
             let (parts, body) = outcome.into_parts();
             *resp.body_mut() = body;
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, parts.headers[header::CONTENT_TYPE].clone());
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                parts.headers[header::CONTENT_TYPE].clone(),
+            );
             resp
         }
     }
