@@ -7,6 +7,9 @@
 //! and keeps extraction on the write path cheap. Values that cannot be converted (an invalid
 //! date, a Reference holding only an identifier) are skipped, never an error.
 
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
 use serde_json::{Map, Value};
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
@@ -53,6 +56,7 @@ pub fn extract_with(registry: &SearchParameters, resource: &Value) -> Vec<IndexE
                 convert(param.kind, node, &mut values);
             }
         }
+        dedup(&mut values);
         for value in values.drain(..) {
             entries.push(IndexEntry {
                 code: param.code.clone(),
@@ -63,15 +67,9 @@ pub fn extract_with(registry: &SearchParameters, resource: &Value) -> Vec<IndexE
     entries
 }
 
-/// The index values of one node for a parameter of type `kind`, appended to `out` (duplicates
-/// of values already in `out` are left out).
+/// The index values of one node for a parameter of type `kind`, appended to `out`.
 pub fn convert(kind: SearchParamType, node: &Node<'_>, out: &mut Vec<IndexValue>) {
-    let start = out.len();
-    let mut push = |v: IndexValue| {
-        if !out[start..].contains(&v) {
-            out.push(v);
-        }
-    };
+    let mut push = |v: IndexValue| out.push(v);
     let value = node.value();
     match kind {
         SearchParamType::String => string_values(value, &mut push),
@@ -124,6 +122,7 @@ fn composite_values<'a>(
             // Composite search matches components by value (`system|code$value`), never by
             // text, so a CodeableConcept's text-only token would only add useless rows.
             values.retain(|v| !is_text_only_token(v));
+            dedup(&mut values);
             if values.is_empty() {
                 continue 'element;
             }
@@ -147,10 +146,83 @@ fn composite_values<'a>(
             }
             combinations = next;
         }
-        for components in combinations {
-            let value = IndexValue::Composite { components };
-            if !out.contains(&value) {
-                out.push(value);
+        out.extend(
+            combinations
+                .into_iter()
+                .map(|components| IndexValue::Composite { components }),
+        );
+    }
+}
+
+/// Removes repeated values (two names with the same given name, the same code in two
+/// codings), keeping first occurrences in order. Large arrays (a Group's thousands of members)
+/// are common enough that this must not be quadratic, so beyond a few values it compares hashes
+/// first.
+fn dedup(values: &mut Vec<IndexValue>) {
+    const LINEAR: usize = 16;
+    if values.len() < 2 {
+        return;
+    }
+    let mut kept = 0;
+    if values.len() <= LINEAR {
+        for i in 0..values.len() {
+            if !values[..kept].contains(&values[i]) {
+                values.swap(kept, i);
+                kept += 1;
+            }
+        }
+    } else {
+        let mut first_with_hash: HashMap<u64, usize> = HashMap::with_capacity(values.len());
+        for i in 0..values.len() {
+            let hash = fingerprint(&values[i]);
+            let duplicate = match first_with_hash.get(&hash) {
+                Some(&j) => values[j] == values[i],
+                None => false,
+            };
+            if !duplicate {
+                first_with_hash.entry(hash).or_insert(kept);
+                values.swap(kept, i);
+                kept += 1;
+            }
+        }
+    }
+    values.truncate(kept);
+}
+
+fn fingerprint(value: &IndexValue) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    hash_index_value(value, &mut hasher);
+    hasher.finish()
+}
+
+fn hash_index_value(value: &IndexValue, h: &mut DefaultHasher) {
+    std::mem::discriminant(value).hash(h);
+    match value {
+        IndexValue::String { normalized, exact } => (normalized, exact).hash(h),
+        IndexValue::Token {
+            system,
+            code,
+            text,
+            type_system,
+            type_code,
+        } => (system, code, text, type_system, type_code).hash(h),
+        IndexValue::Reference {
+            reference,
+            target_type,
+            target_id,
+        } => (reference, target_type, target_id).hash(h),
+        IndexValue::Date { start, end } => (start, end).hash(h),
+        IndexValue::Number { value } => value.to_bits().hash(h),
+        IndexValue::Quantity {
+            value,
+            system,
+            code,
+            unit,
+        } => (value.to_bits(), system, code, unit).hash(h),
+        IndexValue::Uri { value } => value.hash(h),
+        IndexValue::Composite { components } => {
+            for c in components {
+                hash_index_value(c, h);
             }
         }
     }

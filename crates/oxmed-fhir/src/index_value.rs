@@ -26,8 +26,8 @@ pub enum IndexValue {
         type_code: Option<String>,
     },
     /// `reference` parameters. `reference` is the reference as written (`Patient/123`, an absolute
-    /// URL, or a canonical); `target_type`/`target_id` are filled when it is a relative literal
-    /// reference `Type/id` (with or without `/_history/n`).
+    /// URL, or a canonical); `target_type`/`target_id` are filled when it ends in `Type/id` (with
+    /// or without `/_history/n`), relative or absolute.
     Reference {
         reference: String,
         target_type: Option<String>,

@@ -186,6 +186,19 @@ fn union_concatenates_and_removes_duplicates() {
 }
 
 #[test]
+fn large_unions_keep_first_occurrences() {
+    let concepts: Vec<Value> = (0..100).map(|i| json!({"code": format!("c{i}")})).collect();
+    let vs = json!({"resourceType": "ValueSet", "compose": {"include": [{"concept": concepts}]}});
+    let all = eval(
+        "ValueSet.compose.include.concept.code | ValueSet.compose.include.concept.code.first() | ValueSet.compose.include.concept.code",
+        &vs,
+    );
+    assert_eq!(all.len(), 100);
+    assert_eq!(all[0], json!("c0"));
+    assert_eq!(all[99], json!("c99"));
+}
+
+#[test]
 fn where_with_equality() {
     let o = observation();
     assert_eq!(

@@ -626,3 +626,31 @@ fn odd_shapes_never_panic() {
     }
     assert!(runs > 3000, "{runs}");
 }
+
+#[test]
+fn repeated_values_are_indexed_once() {
+    let p = json!({"resourceType": "Patient", "name": [
+        {"family": "Doe", "given": ["Anne"]},
+        {"family": "Doe", "given": ["Anne", "Marie"]}
+    ], "identifier": [{"system": "s", "value": "1"}, {"system": "s", "value": "1"}]});
+    let e = extract(&p);
+    assert_eq!(
+        owned(of(&e, "given")),
+        vec![string("anne", "Anne"), string("marie", "Marie")]
+    );
+    assert_eq!(of(&e, "identifier").len(), 1);
+
+    // Large arrays take the hashed path; order of first occurrence is kept.
+    let members: Vec<Value> = (0..5000)
+        .map(|i| json!({"entity": {"reference": format!("Patient/{}", i % 4000)}}))
+        .collect();
+    let g = json!({"resourceType": "Group", "type": "person", "actual": true, "member": members});
+    let e = extract(&g);
+    let refs = of(&e, "member");
+    assert_eq!(refs.len(), 4000);
+    assert_eq!(refs[0], &reference("Patient/0", Some(("Patient", "0"))));
+    assert_eq!(
+        refs[3999],
+        &reference("Patient/3999", Some(("Patient", "3999")))
+    );
+}

@@ -66,17 +66,17 @@ impl Format {
                             .collect(),
                     )
                 }
-                "_format" => {
+                "_format"
                     if !matches!(
                         v.as_str(),
                         "json" | "application/json" | "application/fhir+json"
-                    ) {
-                        return Err(ApiError::Status(
-                            StatusCode::NOT_ACCEPTABLE,
-                            "Only JSON is supported (_format=json)".into(),
-                            "not-supported",
-                        ));
-                    }
+                    ) =>
+                {
+                    return Err(ApiError::Status(
+                        StatusCode::NOT_ACCEPTABLE,
+                        "Only JSON is supported (_format=json)".into(),
+                        "not-supported",
+                    ));
                 }
                 _ => {}
             }

@@ -5,6 +5,8 @@
 //! a boolean context), evaluation is lenient instead: search indexing must index what it can
 //! rather than fail a write.
 
+use std::collections::HashSet;
+
 use serde_json::Value;
 
 use super::ast::{BinOp, Expr, Function, Head, Step, Term};
@@ -24,7 +26,7 @@ pub struct Node<'a> {
     kind: Kind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
     Element,
     /// A resource whose `resourceType` is already in `type_hint`, so that type tests on it (one
@@ -149,20 +151,17 @@ fn eval<'a>(expr: &'a Expr, focus: &[Node<'a>], env: &Env<'a, '_>, out: &mut Vec
         Expr::Term(term) => eval_term(term, focus, env, out),
         Expr::Union(branches) => {
             let start = out.len();
+            let mut producing = 0;
             for branch in branches {
+                let before = out.len();
                 eval(branch, focus, env, out);
+                producing += usize::from(out.len() > before);
             }
-            // `|` removes duplicates, keeping first occurrences. Identity is enough because both
-            // sides point into the same resource (or the same literal).
-            let mut kept = start;
-            for read in start..out.len() {
-                let node = out[read];
-                if !out[start..kept].iter().any(|n| same_node(n, &node)) {
-                    out[kept] = node;
-                    kept += 1;
-                }
+            // A single path yields distinct nodes of the tree, so only results of several
+            // branches can overlap.
+            if producing > 1 {
+                remove_duplicate_nodes(out, start);
             }
-            out.truncate(kept);
         }
         Expr::Binary { op, left, right } => {
             if let Some(b) = eval_binary(*op, left, right, focus, env) {
@@ -172,8 +171,34 @@ fn eval<'a>(expr: &'a Expr, focus: &[Node<'a>], env: &Env<'a, '_>, out: &mut Vec
     }
 }
 
-fn same_node(a: &Node<'_>, b: &Node<'_>) -> bool {
-    std::ptr::eq(a.value, b.value) && a.type_hint == b.type_hint && a.kind == b.kind
+/// `|` removes duplicates, keeping first occurrences. Identity is enough because both sides
+/// point into the same resource (or the same literal). Hashed beyond a few nodes: a union over a
+/// large ValueSet expansion must not be quadratic.
+fn remove_duplicate_nodes<'a>(out: &mut Vec<Node<'a>>, start: usize) {
+    let identity = |n: &Node<'a>| (std::ptr::from_ref(n.value) as usize, n.type_hint, n.kind);
+    let mut kept = start;
+    if out.len() - start <= 32 {
+        for read in start..out.len() {
+            let node = out[read];
+            if !out[start..kept]
+                .iter()
+                .any(|n| identity(n) == identity(&node))
+            {
+                out[kept] = node;
+                kept += 1;
+            }
+        }
+    } else {
+        let mut seen = HashSet::with_capacity(out.len() - start);
+        for read in start..out.len() {
+            let node = out[read];
+            if seen.insert(identity(&node)) {
+                out[kept] = node;
+                kept += 1;
+            }
+        }
+    }
+    out.truncate(kept);
 }
 
 fn bool_node(b: bool) -> Node<'static> {
@@ -245,9 +270,7 @@ fn member<'a>(node: &Node<'a>, name: &str, out: &mut Vec<Node<'a>>) {
     // FHIR objects are small: one pass over the keys finds the element or its choice variants
     // faster than hashing the name, and a miss (most search parameters find nothing in a given
     // resource) costs no more than a hit.
-    if map.len() > SMALL_OBJECT
-        && let Some(child) = map.get(name)
-    {
+    if let Some(child) = (map.len() > SMALL_OBJECT).then(|| map.get(name)).flatten() {
         push_flattened(child, None, out);
         return;
     }

@@ -309,9 +309,8 @@ fn ident_end(bytes: &[u8], mut i: usize) -> usize {
 fn lex_quoted(src: &str, start: usize, quote: u8) -> Result<(Cow<'_, str>, usize), ParseError> {
     let body = &src[start + 1..];
     // Without escapes the text is a slice of the source.
-    if let Some(end) = body.bytes().position(|b| b == quote || b == b'\\')
-        && body.as_bytes()[end] == quote
-    {
+    let first_special = body.bytes().position(|b| b == quote || b == b'\\');
+    if let Some(end) = first_special.filter(|&end| body.as_bytes()[end] == quote) {
         return Ok((Cow::Borrowed(&body[..end]), start + 1 + end + 1));
     }
     let mut out = String::new();
