@@ -202,3 +202,61 @@ async fn sigkill_during_creates_sqlite() {
 async fn sigkill_during_creates_postgres() {
     kill_during_load(Backend::Postgres).await;
 }
+
+/// SIGTERM: requests in flight finish, the process exits 0, and SQLite's WAL is checkpointed
+/// into the main file (the database is closed cleanly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_and_closes_cleanly() {
+    let dir = common::TempDir::new("oxmed-sigterm");
+    let db = dir.0.join("oxmed.db");
+    let url = format!("sqlite://{}", db.display());
+    let mut server = start(&url, free_port()).await;
+    let fhir = format!("{}/fhir/R4", server.base);
+    let client = reqwest::Client::new();
+    // A transaction large enough to be in flight when the signal arrives.
+    let entries: Vec<Value> = (0..2000)
+        .map(|i| json!({
+            "resource": { "resourceType": "Patient", "name": [{ "family": format!("T{i}") }] },
+            "request": { "method": "POST", "url": "Patient" }
+        }))
+        .collect();
+    let bundle = json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries });
+    let in_flight = tokio::spawn({
+        let (client, fhir) = (client.clone(), fhir.clone());
+        async move {
+            client
+                .post(&fhir)
+                .header("content-type", "application/fhir+json")
+                .body(bundle.to_string())
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let pid = server.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || server.child.wait())
+        .await
+        .unwrap()
+        .expect("wait");
+    assert!(status.success(), "oxmed exited with {status}");
+    assert_eq!(in_flight.await.unwrap().expect("in-flight request answered"), 200);
+    let wal = dir.0.join("oxmed.db-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(wal_len, 0, "the WAL was not checkpointed on shutdown");
+    // And everything is there after a restart.
+    let mut again = start(&url, free_port()).await;
+    let h: Value = client
+        .get(format!("{}/fhir/R4/Patient/_history?_count=1", again.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["entry"].as_array().unwrap().len(), 1);
+    again.child.kill().unwrap();
+    let _ = again.child.wait();
+}

@@ -165,11 +165,13 @@ impl SqliteStore {
     pub async fn close(&self) {
         let writer = self.inner.writer.lock().take();
         let checkpointer = self.inner.checkpointer.lock().take();
-        self.inner.closing.store(true, Ordering::SeqCst);
+        let closing = self.inner.closing.clone();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(w) = writer {
                 w.join();
             }
+            // Only now: the final checkpoint must come after the last commit.
+            closing.store(true, Ordering::SeqCst);
             if let Some(c) = checkpointer {
                 let _ = c.join();
             }
