@@ -5,7 +5,8 @@ Subcommands:
   free-port                                  print a free TCP port on 127.0.0.1
   wait-health BASE PID SECONDS               wait until BASE/healthcheck answers ok (fails if PID exits)
   seed BASE OUT COUNT VERSIONS CONCURRENCY   create COUNT Patients with VERSIONS versions each; ids to OUT
-  check-versions BASE IDS SAMPLE             print "min max" versionId over SAMPLE ids of the pool
+  count-versions BASE IDS                    print the versions beyond the first, summed over the pool
+  requests-of WRK_OUT...                     print the 2xx requests counted in wrk outputs
   pg-url ADMIN_URL DB                        print ADMIN_URL with its database replaced by DB (loopback only)
   mark-crash OUT BACKEND SCENARIO MESSAGE    append a row for a scenario the server crashed in
   record OUT BACKEND SCENARIO WRK_OUT PEAK_KB  parse a wrk output's BENCH_RESULT line, append a JSON row
@@ -150,22 +151,43 @@ def seed(base, out, count, versions, concurrency):
         f.write("\n".join(ids) + "\n")
 
 
-def check_versions(base, ids_file, sample):
+def count_versions(base, ids_file):
+    """Prints the number of versions beyond the first, summed over the pool's Patients."""
     host, port, prefix = split_base(base)
     with open(ids_file) as f:
         ids = [line.strip() for line in f if line.strip()]
-    conn = http.client.HTTPConnection(host, port, timeout=30)
-    found = []
-    for pid in ids[: int(sample)]:
-        conn.request("GET", f"{prefix}/Patient/{pid}", headers={"Accept": "application/fhir+json"})
-        r = conn.getresponse()
-        data = r.read()
-        if r.status != 200:
-            fail(f"GET Patient/{pid} -> HTTP {r.status}: {data[:300]!r}")
-        vid = json.loads(data).get("meta", {}).get("versionId")
-        found.append(vid)
+    conn = http.client.HTTPConnection(host, port, timeout=60)
+    extra = 0
+    for pid in ids:
+        path = f"{prefix}/Patient/{pid}/_history?_count=1000"
+        while path:
+            conn.request("GET", path, headers={"Accept": "application/fhir+json"})
+            r = conn.getresponse()
+            data = r.read()
+            if r.status != 200:
+                fail(f"GET {path} -> HTTP {r.status}: {data[:300]!r}")
+            bundle = json.loads(data)
+            extra += len(bundle.get("entry", []))
+            path = next((urllib.parse.urlsplit(l["url"])._replace(scheme="", netloc="").geturl()
+                         for l in bundle.get("link", []) if l.get("relation") == "next"), None)
+        extra -= 1
     conn.close()
-    print(" ".join(str(v) for v in found))
+    print(extra)
+
+
+def requests_of(*wrk_outs):
+    """Prints the successful (2xx) requests counted in the BENCH_RESULT lines of the files."""
+    total = 0
+    for path in wrk_outs:
+        try:
+            with open(path, errors="replace") as f:
+                for line in f:
+                    if line.startswith("BENCH_RESULT "):
+                        r = json.loads(line[len("BENCH_RESULT "):])
+                        total += r["requests"] - r["non2xx"]
+        except OSError:
+            pass
+    print(total)
 
 
 def record(out, backend, scenario, wrk_out, peak_kb):
@@ -224,7 +246,9 @@ def table(rows_file):
     for r in load(rows_file):
         mem = f"{r['peak_rss_anon_kb'] / 1024:.1f}" if r.get("peak_rss_anon_kb") is not None else "?"
         if "rps" not in r:
-            what = "SERVER CRASHED" if r.get("crashed") else "FAILED"
+            what = "FAILED"
+            if r.get("crashed"):
+                what = "not run (server crashed)" if r.get("error", "").startswith("not run") else "SERVER CRASHED"
             print(f"| {r['backend']} | {r['scenario']} | **{what}** | | | | | {mem} |")
             continue
         bad = f"**{r['non2xx']} (!)**" if r["non2xx"] else "0"
@@ -252,13 +276,15 @@ def main(argv):
         "free-port": (free_port, 0),
         "wait-health": (wait_health, 3),
         "seed": (seed, 5),
-        "check-versions": (check_versions, 3),
+        "count-versions": (count_versions, 2),
         "record": (record, 5),
         "mark-crash": (mark_crash, 4),
         "pg-url": (pg_url, 2),
         "table": (table, 1),
         "problems": (problems, 1),
     }
+    if len(argv) >= 2 and argv[1] == "requests-of":
+        return requests_of(*argv[2:])
     if len(argv) < 2 or argv[1] not in cmds or len(argv) - 2 != cmds[argv[1]][1]:
         fail("usage: bench.py " + " | ".join(cmds) + " (see the module docstring)")
     fn, _ = cmds[argv[1]]

@@ -39,7 +39,16 @@ pub enum ServeError {
 
 /// Opens the store and binds the listener: everything that can fail before serving.
 pub async fn prepare(config: Config) -> Result<(AppState, TcpListener), ServeError> {
+    // The definitions are loaded while the database opens, so that the first request does not
+    // pay for them and a healthy server is a ready one.
+    let definitions = tokio::task::spawn_blocking(|| {
+        oxmed_fhir::definitions::Definitions::global();
+        oxmed_fhir::search_parameter::SearchParameters::global();
+    });
     let store = Store::open(&config.database_url).await?;
+    definitions
+        .await
+        .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|e| ServeError::Listen(config.listen.clone(), e))?;
