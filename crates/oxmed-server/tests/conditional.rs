@@ -202,3 +202,43 @@ e2e!(
         srv.get("Patient?unknown=1").await.outcome(400);
     }
 );
+
+e2e!(index_follows_updates_and_deletes, |srv| async move {
+    let p = srv
+        .create(&json!({ "resourceType": "Patient", "name": [{ "family": "Oldname", "given": ["Kept"] }], "gender": "male" }))
+        .await;
+    let id = p["id"].as_str().unwrap();
+    let count = |r: &common::Resp| r.body["entry"].as_array().map(|a| a.len()).unwrap_or(0);
+    let mut changed = p.clone();
+    changed["name"] = json!([{ "family": "Newname", "given": ["Kept"] }]);
+    changed["gender"] = json!("female");
+    assert_eq!(
+        srv.put(&format!("Patient/{id}"), &changed).await.status,
+        200
+    );
+    assert_eq!(
+        count(&srv.get("Patient?name=oldname").await),
+        0,
+        "stale row left behind"
+    );
+    assert_eq!(count(&srv.get("Patient?name=newname").await), 1);
+    assert_eq!(
+        count(&srv.get("Patient?given=kept").await),
+        1,
+        "unchanged row kept"
+    );
+    assert_eq!(count(&srv.get("Patient?gender=male").await), 0);
+    assert_eq!(count(&srv.get("Patient?gender=female").await), 1);
+    assert_eq!(srv.delete(&format!("Patient/{id}")).await.status, 200);
+    assert_eq!(
+        count(&srv.get("Patient?given=kept").await),
+        0,
+        "a deleted resource is not found"
+    );
+    // Brought back, it is found again.
+    assert_eq!(
+        srv.put(&format!("Patient/{id}"), &changed).await.status,
+        201
+    );
+    assert_eq!(count(&srv.get("Patient?given=kept").await), 1);
+});

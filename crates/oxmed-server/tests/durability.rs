@@ -215,10 +215,12 @@ async fn sigterm_finishes_in_flight_requests_and_closes_cleanly() {
     let client = reqwest::Client::new();
     // A transaction large enough to be in flight when the signal arrives.
     let entries: Vec<Value> = (0..2000)
-        .map(|i| json!({
-            "resource": { "resourceType": "Patient", "name": [{ "family": format!("T{i}") }] },
-            "request": { "method": "POST", "url": "Patient" }
-        }))
+        .map(|i| {
+            json!({
+                "resource": { "resourceType": "Patient", "name": [{ "family": format!("T{i}") }] },
+                "request": { "method": "POST", "url": "Patient" }
+            })
+        })
         .collect();
     let bundle = json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries });
     let in_flight = tokio::spawn({
@@ -235,14 +237,23 @@ async fn sigterm_finishes_in_flight_requests_and_closes_cleanly() {
     });
     tokio::time::sleep(Duration::from_millis(30)).await;
     let pid = server.child.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     assert!(killed.success());
     let status = tokio::task::spawn_blocking(move || server.child.wait())
         .await
         .unwrap()
         .expect("wait");
     assert!(status.success(), "oxmed exited with {status}");
-    assert_eq!(in_flight.await.unwrap().expect("in-flight request answered"), 200);
+    assert_eq!(
+        in_flight
+            .await
+            .unwrap()
+            .expect("in-flight request answered"),
+        200
+    );
     let wal = dir.0.join("oxmed.db-wal");
     let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     assert_eq!(wal_len, 0, "the WAL was not checkpointed on shutdown");

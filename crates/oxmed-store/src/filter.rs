@@ -41,8 +41,10 @@ pub enum SqlValue {
 }
 
 /// Appends a SQL boolean expression for `filter` over the resource row alias `r`, pushing its
-/// parameters to `params` (numbered after those already there).
+/// parameters to `params` (numbered after those already there). Parameters 1 and 2 are the project
+/// key and the resource type.
 pub fn compile(filter: &Filter, dialect: Dialect, sql: &mut String, params: &mut Vec<SqlValue>) {
+    let (pk, rt) = (dialect.param(1), dialect.param(2));
     let push = |params: &mut Vec<SqlValue>, v: &str| {
         params.push(SqlValue::Text(v.to_owned()));
         dialect.param(params.len())
@@ -71,19 +73,16 @@ pub fn compile(filter: &Filter, dialect: Dialect, sql: &mut String, params: &mut
         } => {
             let c = push(params, code);
             sql.push_str(&format!(
-                "EXISTS (SELECT 1 FROM token_idx t WHERE t.project = r.project AND t.resource_type = r.resource_type AND t.id = r.id AND t.code = {c}"
+                "r.rid IN (SELECT t.rid FROM token_idx t WHERE t.project = {pk} AND t.resource_type = {rt} AND t.code = {c}"
             ));
             if let Some(v) = value {
                 let p = push(params, v);
                 sql.push_str(&format!(" AND t.value = {p}"));
             }
-            match system.as_deref() {
-                None => {}
-                Some("") => sql.push_str(" AND t.system IS NULL"),
-                Some(s) => {
-                    let p = push(params, s);
-                    sql.push_str(&format!(" AND t.system = {p}"));
-                }
+            if let Some(s) = system {
+                // An absent system is stored as the empty string.
+                let p = push(params, s);
+                sql.push_str(&format!(" AND t.system = {p}"));
             }
             sql.push(')');
         }
@@ -94,21 +93,21 @@ pub fn compile(filter: &Filter, dialect: Dialect, sql: &mut String, params: &mut
             // without a special operator class, and its escaping differs between backends.
             let hi = push(params, &format!("{prefix}\u{10FFFF}"));
             sql.push_str(&format!(
-                "EXISTS (SELECT 1 FROM string_idx s WHERE s.project = r.project AND s.resource_type = r.resource_type AND s.id = r.id AND s.code = {c} AND s.normalized >= {lo} AND s.normalized < {hi})"
+                "r.rid IN (SELECT s.rid FROM string_idx s WHERE s.project = {pk} AND s.resource_type = {rt} AND s.code = {c} AND s.normalized >= {lo} AND s.normalized < {hi})"
             ));
         }
         Filter::Reference { code, reference } => {
             let c = push(params, code);
             let v = push(params, reference);
             sql.push_str(&format!(
-                "EXISTS (SELECT 1 FROM reference_idx x WHERE x.project = r.project AND x.resource_type = r.resource_type AND x.id = r.id AND x.code = {c} AND x.reference = {v})"
+                "r.rid IN (SELECT x.rid FROM reference_idx x WHERE x.project = {pk} AND x.resource_type = {rt} AND x.code = {c} AND x.reference = {v})"
             ));
         }
         Filter::Uri { code, value } => {
             let c = push(params, code);
             let v = push(params, value);
             sql.push_str(&format!(
-                "EXISTS (SELECT 1 FROM uri_idx u WHERE u.project = r.project AND u.resource_type = r.resource_type AND u.id = r.id AND u.code = {c} AND u.value = {v})"
+                "r.rid IN (SELECT u.rid FROM uri_idx u WHERE u.project = {pk} AND u.resource_type = {rt} AND u.code = {c} AND u.value = {v})"
             ));
         }
         Filter::And(parts) | Filter::Or(parts) => {
@@ -139,7 +138,8 @@ pub fn compile(filter: &Filter, dialect: Dialect, sql: &mut String, params: &mut
 
 /// The full statement selecting live resources of a type in a project that match `filter`.
 pub struct Select<'a> {
-    pub project: &'a str,
+    /// The project's integer key (`project_keys`).
+    pub project: i64,
     pub resource_type: &'a str,
     pub filter: &'a Filter,
     pub limit: usize,
@@ -158,11 +158,11 @@ pub fn select_matching(select: &Select<'_>, dialect: Dialect) -> (String, Vec<Sq
         for_update,
     } = *select;
     let mut params = vec![
-        SqlValue::Text(project.to_owned()),
+        SqlValue::Int(project),
         SqlValue::Text(resource_type.to_owned()),
     ];
     let mut sql = format!(
-        "SELECT {} FROM resources r WHERE r.project = {} AND r.resource_type = {} AND r.deleted = FALSE AND ",
+        "SELECT r.rid, {} FROM resources r WHERE r.project_key = {} AND r.resource_type = {} AND r.deleted = FALSE AND ",
         crate::schema::RESOURCE_COLUMNS,
         dialect.param(1),
         dialect.param(2)

@@ -1,23 +1,27 @@
-//! Index entries flattened into rows of the index tables (`schema::INDEX_TABLES`).
+//! Index entries flattened into rows of the index tables (`schema::INDEX_TABLES`), in each
+//! table's column order.
 
 use oxmed_fhir::index_value::{IndexEntry, IndexValue};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Col {
-    Text(Option<String>),
+    Text(String),
     Int(i64),
     Real(f64),
 }
 
 /// The rows of one index table: `table` is the position in `INDEX_TABLES`; each row holds the
-/// parameter code and then the table's value columns in order.
+/// parameter code and then the table's columns in order.
 pub struct TableRows {
     pub table: usize,
     pub rows: Vec<(String, Vec<Col>)>,
 }
 
+/// Parameters answered from the `resources` table itself, not from index rows.
+const NOT_INDEXED: &[&str] = &["_id", "_lastUpdated"];
+
 fn text(s: &Option<String>) -> Col {
-    Col::Text(s.clone())
+    Col::Text(s.clone().unwrap_or_default())
 }
 
 /// Groups entries by table, keeping only distinct rows: the same value reached by two FHIRPath
@@ -30,6 +34,9 @@ pub fn rows(entries: &[IndexEntry]) -> Vec<TableRows> {
         })
         .collect();
     for e in entries {
+        if NOT_INDEXED.contains(&e.code.as_str()) {
+            continue;
+        }
         let (table, cols) = match &e.value {
             IndexValue::Token {
                 system,
@@ -40,8 +47,8 @@ pub fn rows(entries: &[IndexEntry]) -> Vec<TableRows> {
             } => (
                 0,
                 vec![
-                    text(system),
                     text(code),
+                    text(system),
                     text(t),
                     text(type_system),
                     text(type_code),
@@ -49,10 +56,7 @@ pub fn rows(entries: &[IndexEntry]) -> Vec<TableRows> {
             ),
             IndexValue::String { normalized, exact } => (
                 1,
-                vec![
-                    Col::Text(Some(normalized.clone())),
-                    Col::Text(Some(exact.clone())),
-                ],
+                vec![Col::Text(normalized.clone()), Col::Text(exact.clone())],
             ),
             IndexValue::Reference {
                 reference,
@@ -61,7 +65,7 @@ pub fn rows(entries: &[IndexEntry]) -> Vec<TableRows> {
             } => (
                 2,
                 vec![
-                    Col::Text(Some(reference.clone())),
+                    Col::Text(reference.clone()),
                     text(target_type),
                     text(target_id),
                 ],
@@ -75,12 +79,10 @@ pub fn rows(entries: &[IndexEntry]) -> Vec<TableRows> {
                 unit,
             } => (
                 5,
-                vec![Col::Real(*value), text(system), text(code), text(unit)],
+                vec![text(code), text(system), Col::Real(*value), text(unit)],
             ),
-            IndexValue::Uri { value } => (6, vec![Col::Text(Some(value.clone()))]),
-            IndexValue::Composite { components } => {
-                (7, vec![Col::Text(Some(composite_key(components)))])
-            }
+            IndexValue::Uri { value } => (6, vec![Col::Text(value.clone())]),
+            IndexValue::Composite { components } => (7, vec![Col::Text(composite_key(components))]),
         };
         let rows = &mut tables[table].rows;
         if !rows.iter().any(|(c, v)| c == &e.code && v == &cols) {

@@ -13,6 +13,7 @@ mod history;
 mod index_rows;
 mod op;
 pub mod postgres;
+mod project_key;
 mod schema;
 pub mod sqlite;
 

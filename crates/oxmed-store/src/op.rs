@@ -105,27 +105,34 @@ pub(crate) fn next_timestamp(current: Option<&StoredResource>) -> i64 {
 /// The current version found for an op's target, owned, so that `decide` can borrow it.
 pub(crate) enum Found {
     None,
-    One(StoredResource),
+    /// The resource and its row key.
+    One(i64, StoredResource),
     Many(usize),
 }
 
 impl Found {
     pub(crate) fn one(&self) -> Option<&StoredResource> {
         match self {
-            Found::One(r) => Some(r),
+            Found::One(_, r) => Some(r),
+            _ => None,
+        }
+    }
+    pub(crate) fn rid(&self) -> Option<i64> {
+        match self {
+            Found::One(rid, _) => Some(*rid),
             _ => None,
         }
     }
     pub(crate) fn into_one(self) -> Option<StoredResource> {
         match self {
-            Found::One(r) => Some(r),
+            Found::One(_, r) => Some(r),
             _ => None,
         }
     }
     pub(crate) fn lookup(&self) -> Lookup<'_> {
         match self {
             Found::None => Lookup::None,
-            Found::One(r) => Lookup::One(r),
+            Found::One(_, r) => Lookup::One(r),
             Found::Many(n) => Lookup::Many(*n),
         }
     }

@@ -9,12 +9,15 @@ use tokio_postgres::{NoTls, Row};
 use crate::filter::{Filter, Select, SqlValue, select_matching};
 use crate::index_rows::{Col, rows};
 use crate::op::{Decision, Found, NewVersion, Target, TxState, next_timestamp};
+use crate::project_key::ProjectKeys;
 use crate::schema::{Dialect, INDEX_TABLES, RESOURCE_COLUMNS, migrations};
 use crate::{HistoryQuery, StoreError, StoredResource, WriteOp, WriteOutcome};
+use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    keys: Arc<ProjectKeys>,
 }
 
 /// Connections per process; PostgreSQL's default limit of 100 leaves room for a few instances.
@@ -37,7 +40,10 @@ impl PgStore {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| StoreError::Pool(e.to_string()))?;
-        let store = PgStore { pool };
+        let store = PgStore {
+            pool,
+            keys: Arc::new(ProjectKeys::default()),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -118,9 +124,12 @@ impl PgStore {
         offset: usize,
     ) -> Result<Vec<StoredResource>, StoreError> {
         let client = self.pool.get().await?;
+        let Some(key) = self.project_key(&client, project).await? else {
+            return Ok(Vec::new());
+        };
         let (sql, params) = select_matching(
             &Select {
-                project,
+                project: key,
                 resource_type,
                 filter,
                 limit,
@@ -129,7 +138,51 @@ impl PgStore {
             },
             Dialect::Postgres,
         );
-        query_resources(&client, &sql, &params).await
+        Ok(query_with_rid(&client, &sql, &params)
+            .await?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
+    }
+
+    /// The key of a project that has data; `None` if it has none.
+    async fn project_key(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+        project: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        if let Some(k) = self.keys.get(project) {
+            return Ok(Some(k));
+        }
+        let stmt = client
+            .prepare_cached("SELECT key FROM project_keys WHERE id = $1")
+            .await?;
+        let key: Option<i64> = match client.query_opt(&stmt, &[&project]).await? {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        };
+        if let Some(k) = key {
+            self.keys.remember(project, k);
+        }
+        Ok(key)
+    }
+
+    /// Creates the project's key in its own committed statement if needed (see `project_key`).
+    async fn ensure_project_key(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+        project: &str,
+    ) -> Result<i64, StoreError> {
+        if let Some(k) = self.project_key(client, project).await? {
+            return Ok(k);
+        }
+        let stmt = client
+            .prepare_cached("INSERT INTO project_keys (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
+            .await?;
+        client.execute(&stmt, &[&project]).await?;
+        self.project_key(client, project)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("no key for project {project}")))
     }
 
     pub async fn execute(
@@ -138,11 +191,12 @@ impl PgStore {
         ops: Vec<WriteOp>,
     ) -> Result<Vec<WriteOutcome>, StoreError> {
         let mut client = self.pool.get().await?;
+        let key = self.ensure_project_key(&client, project).await?;
         let tx = client.transaction().await?;
         let mut state = TxState::default();
         let mut outcomes = Vec::with_capacity(ops.len());
         for op in ops {
-            let current = lookup(&tx, project, &op.target).await?;
+            let current = lookup(&tx, project, key, &op.target).await?;
             state.now = next_timestamp(current.one());
             let decision =
                 (op.decide)(current.lookup(), &mut state).map_err(StoreError::Rejected)?;
@@ -153,18 +207,21 @@ impl PgStore {
                     created: false,
                 }),
                 Decision::Write(v) => {
-                    let existing = match current.into_one() {
-                        Some(c) if c.resource_type == v.resource_type && c.id == v.id => Some(c),
-                        _ if matches!(op.target, Target::Search { .. }) => {
-                            read_for_update(&tx, &v.resource_type, &v.id).await?
-                        }
-                        _ => None,
+                    let same = current
+                        .one()
+                        .is_some_and(|c| c.resource_type == v.resource_type && c.id == v.id);
+                    let existing = if same {
+                        current.rid().zip(current.into_one())
+                    } else if matches!(op.target, Target::Search { .. }) {
+                        read_for_update(&tx, &v.resource_type, &v.id).await?
+                    } else {
+                        None
                     };
-                    let stored = write_version(&tx, project, &v, existing.as_ref()).await?;
+                    let stored = write_version(&tx, project, key, &v, existing.as_ref()).await?;
                     outcomes.push(WriteOutcome {
                         resource: Some(stored),
                         written: true,
-                        created: existing.as_ref().is_none_or(|e| e.deleted),
+                        created: existing.as_ref().is_none_or(|(_, e)| e.deleted),
                     });
                 }
             }
@@ -182,27 +239,28 @@ async fn read_for_update(
     tx: &deadpool_postgres::Transaction<'_>,
     resource_type: &str,
     id: &str,
-) -> Result<Option<StoredResource>, StoreError> {
+) -> Result<Option<(i64, StoredResource)>, StoreError> {
     let stmt = tx
         .prepare_cached(&format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.resource_type = $1 AND r.id = $2 FOR UPDATE"
+            "SELECT r.rid, {RESOURCE_COLUMNS} FROM resources r WHERE r.resource_type = $1 AND r.id = $2 FOR UPDATE"
         ))
         .await?;
     tx.query_opt(&stmt, &[&resource_type, &id])
         .await?
-        .map(|r| to_resource(&r))
+        .map(|r| with_rid(&r))
         .transpose()
 }
 
 async fn lookup(
     tx: &deadpool_postgres::Transaction<'_>,
     project: &str,
+    key: i64,
     target: &Target,
 ) -> Result<Found, StoreError> {
     Ok(match target {
         Target::New { .. } => Found::None,
         Target::Id { resource_type, id } => match read_for_update(tx, resource_type, id).await? {
-            Some(r) => Found::One(r),
+            Some((rid, r)) => Found::One(rid, r),
             None => Found::None,
         },
         Target::Search {
@@ -218,7 +276,7 @@ async fn lookup(
             .await?;
             let (sql, params) = select_matching(
                 &Select {
-                    project,
+                    project: key,
                     resource_type,
                     filter,
                     limit: 2,
@@ -227,10 +285,13 @@ async fn lookup(
                 },
                 Dialect::Postgres,
             );
-            let mut found = query_resources(tx, &sql, &params).await?;
+            let mut found = query_with_rid(tx, &sql, &params).await?;
             match found.len() {
                 0 => Found::None,
-                1 => Found::One(found.remove(0)),
+                1 => {
+                    let (rid, r) = found.remove(0);
+                    Found::One(rid, r)
+                }
                 n => Found::Many(n),
             }
         }
@@ -240,51 +301,49 @@ async fn lookup(
 async fn write_version(
     tx: &deadpool_postgres::Transaction<'_>,
     project: &str,
+    key: i64,
     v: &NewVersion,
-    existing: Option<&StoredResource>,
+    existing: Option<&(i64, StoredResource)>,
 ) -> Result<StoredResource, StoreError> {
-    if let Some(e) = existing {
+    let rid = if let Some((rid, e)) = existing {
         if e.project != project {
             return Err(StoreError::Conflict(v.resource_type.clone(), v.id.clone()));
         }
         let stmt = tx
             .prepare_cached(
-                "UPDATE resources SET version_id = $3, last_updated = $4, deleted = $5, content = $6 WHERE resource_type = $1 AND id = $2",
+                "UPDATE resources SET version_id = $2, last_updated = $3, deleted = $4, content = $5 WHERE rid = $1",
             )
             .await?;
         tx.execute(
             &stmt,
-            &[
-                &v.resource_type,
-                &v.id,
-                &v.version_id,
-                &v.last_updated,
-                &v.deleted,
-                &v.content,
-            ],
+            &[rid, &v.version_id, &v.last_updated, &v.deleted, &v.content],
         )
         .await?;
-        for (table, _) in INDEX_TABLES {
-            let stmt = tx
-                .prepare_cached(&format!(
-                    "DELETE FROM {table} WHERE resource_type = $1 AND id = $2"
-                ))
-                .await?;
-            tx.execute(&stmt, &[&v.resource_type, &v.id]).await?;
-        }
+        // One round trip for all the index tables.
+        let deletes: Vec<String> = INDEX_TABLES
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("d{i} AS (DELETE FROM {} WHERE rid = $1)", t.name))
+            .collect();
+        let stmt = tx
+            .prepare_cached(&format!("WITH {} SELECT 1", deletes.join(", ")))
+            .await?;
+        tx.execute(&stmt, &[rid]).await?;
+        *rid
     } else {
         let stmt = tx
             .prepare_cached(
-                "INSERT INTO resources (resource_type, id, project, version_id, last_updated, deleted, content) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO resources (resource_type, id, project, project_key, version_id, last_updated, deleted, content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING rid",
             )
             .await?;
         let inserted = tx
-            .execute(
+            .query_one(
                 &stmt,
                 &[
                     &v.resource_type,
                     &v.id,
                     &project,
+                    &key,
                     &v.version_id,
                     &v.last_updated,
                     &v.deleted,
@@ -297,8 +356,8 @@ async fn write_version(
         {
             return Err(StoreError::Conflict(v.resource_type.clone(), v.id.clone()));
         }
-        inserted?;
-    }
+        inserted?.try_get(0)?
+    };
     let stmt = tx
         .prepare_cached(
             "INSERT INTO resource_history (resource_type, id, version_id, project, last_updated, deleted, content) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -318,7 +377,7 @@ async fn write_version(
     )
     .await?;
     if !v.deleted {
-        insert_index(tx, project, v).await?;
+        insert_index(tx, key, rid, v).await?;
     }
     Ok(StoredResource {
         resource_type: v.resource_type.clone(),
@@ -335,11 +394,14 @@ async fn write_version(
 /// and unnested by the server.
 async fn insert_index(
     tx: &deadpool_postgres::Transaction<'_>,
-    project: &str,
+    key: i64,
+    rid: i64,
     v: &NewVersion,
 ) -> Result<(), StoreError> {
     for table in rows(&v.index) {
-        let (name, columns) = INDEX_TABLES[table.table];
+        let t = &INDEX_TABLES[table.table];
+        let name = t.name;
+        let columns: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
         let mut codes: Vec<&str> = Vec::with_capacity(table.rows.len());
         let mut arrays: Vec<ColumnArray> = table.rows[0]
             .1
@@ -372,12 +434,12 @@ async fn insert_index(
             .collect();
         let stmt = tx
             .prepare_cached(&format!(
-                "INSERT INTO {name} (resource_type, id, project, code, {}) SELECT $1, $2, $3, * FROM UNNEST($4::text[], {})",
+                "INSERT INTO {name} (project, resource_type, rid, code, {}) SELECT $1, $2, $3, * FROM UNNEST($4::text[], {})",
                 columns.join(", "),
                 unnest.join(", ")
             ))
             .await?;
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&v.resource_type, &v.id, &project, &codes];
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&key, &v.resource_type, &rid, &codes];
         for a in &arrays {
             params.push(match a {
                 ColumnArray::Text(x) => x,
@@ -391,7 +453,7 @@ async fn insert_index(
 }
 
 enum ColumnArray {
-    Text(Vec<Option<String>>),
+    Text(Vec<String>),
     Int(Vec<i64>),
     Real(Vec<f64>),
 }
@@ -407,15 +469,35 @@ impl ColumnArray {
 }
 
 fn to_resource(row: &Row) -> Result<StoredResource, StoreError> {
+    resource_at(row, 0)
+}
+
+/// A `StoredResource` from `RESOURCE_COLUMNS` starting at column `i`.
+fn resource_at(row: &Row, i: usize) -> Result<StoredResource, StoreError> {
     Ok(StoredResource {
-        resource_type: row.try_get(0)?,
-        id: row.try_get(1)?,
-        project: row.try_get(2)?,
-        version_id: row.try_get(3)?,
-        last_updated: row.try_get(4)?,
-        deleted: row.try_get(5)?,
-        content: row.try_get(6)?,
+        resource_type: row.try_get(i)?,
+        id: row.try_get(i + 1)?,
+        project: row.try_get(i + 2)?,
+        version_id: row.try_get(i + 3)?,
+        last_updated: row.try_get(i + 4)?,
+        deleted: row.try_get(i + 5)?,
+        content: row.try_get(i + 6)?,
     })
+}
+
+/// A row of `r.rid, RESOURCE_COLUMNS`.
+fn with_rid(row: &Row) -> Result<(i64, StoredResource), StoreError> {
+    Ok((row.try_get(0)?, resource_at(row, 1)?))
+}
+
+fn sql_values(params: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| match p {
+            SqlValue::Text(s) => s as &(dyn ToSql + Sync),
+            SqlValue::Int(i) => i as &(dyn ToSql + Sync),
+        })
+        .collect()
 }
 
 async fn query_resources(
@@ -423,14 +505,17 @@ async fn query_resources(
     sql: &str,
     params: &[SqlValue],
 ) -> Result<Vec<StoredResource>, StoreError> {
-    let values: Vec<&(dyn ToSql + Sync)> = params
-        .iter()
-        .map(|p| match p {
-            SqlValue::Text(s) => s as &(dyn ToSql + Sync),
-            SqlValue::Int(i) => i as &(dyn ToSql + Sync),
-        })
-        .collect();
     let stmt = client.prepare_cached(sql).await?;
-    let rows = client.query(&stmt, &values).await?;
+    let rows = client.query(&stmt, &sql_values(params)).await?;
     rows.iter().map(to_resource).collect()
+}
+
+async fn query_with_rid(
+    client: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: &[SqlValue],
+) -> Result<Vec<(i64, StoredResource)>, StoreError> {
+    let stmt = client.prepare_cached(sql).await?;
+    let rows = client.query(&stmt, &sql_values(params)).await?;
+    rows.iter().map(with_rid).collect()
 }
