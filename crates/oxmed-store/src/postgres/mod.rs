@@ -8,9 +8,9 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::filter::{Filter, Select, SqlValue, select_matching};
 use crate::index_rows::{Col, rows};
-use crate::op::{Decision, Found, NewVersion, Target, TxState, next_timestamp};
+use crate::op::{Decision, Found, Lookup, NewVersion, Target, TxState, next_timestamp};
 use crate::project_key::ProjectKeys;
-use crate::schema::{Dialect, INDEX_TABLES, RESOURCE_COLUMNS, migrations};
+use crate::schema::{ColType, Dialect, INDEX_TABLES, RESOURCE_COLUMNS, migrations};
 use crate::{HistoryQuery, StoreError, StoredResource, WriteOp, WriteOutcome};
 use std::sync::Arc;
 
@@ -192,6 +192,32 @@ impl PgStore {
     ) -> Result<Vec<WriteOutcome>, StoreError> {
         let mut client = self.pool.get().await?;
         let key = self.ensure_project_key(&client, project).await?;
+        if let [op] = ops.as_slice()
+            && matches!(op.target, Target::New { .. })
+        {
+            // A plain create is one statement, atomic on its own: one round trip.
+            let Some(op) = ops.into_iter().next() else {
+                return Ok(Vec::new());
+            };
+            let mut state = TxState {
+                now: next_timestamp(None),
+                ..TxState::default()
+            };
+            return Ok(vec![match (op.decide)(Lookup::None, &mut state)
+                .map_err(StoreError::Rejected)?
+            {
+                Decision::Keep => WriteOutcome {
+                    resource: None,
+                    written: false,
+                    created: false,
+                },
+                Decision::Write(v) => WriteOutcome {
+                    resource: Some(write_version(&client, project, key, &v, None).await?),
+                    written: true,
+                    created: true,
+                },
+            }]);
+        }
         let tx = client.transaction().await?;
         let mut state = TxState::default();
         let mut outcomes = Vec::with_capacity(ops.len());
@@ -298,87 +324,101 @@ async fn lookup(
     })
 }
 
+/// Writes a version in one statement: the resource row, its history row and its index rows,
+/// with data-modifying CTEs. In one statement the deletes of the old index rows see the snapshot
+/// from before it, so they never remove the rows inserted beside them.
 async fn write_version(
-    tx: &deadpool_postgres::Transaction<'_>,
+    client: &impl deadpool_postgres::GenericClient,
     project: &str,
     key: i64,
     v: &NewVersion,
     existing: Option<&(i64, StoredResource)>,
 ) -> Result<StoredResource, StoreError> {
-    let rid = if let Some((rid, e)) = existing {
-        if e.project != project {
-            return Err(StoreError::Conflict(v.resource_type.clone(), v.id.clone()));
-        }
-        let stmt = tx
-            .prepare_cached(
-                "UPDATE resources SET version_id = $2, last_updated = $3, deleted = $4, content = $5 WHERE rid = $1",
-            )
-            .await?;
-        tx.execute(
-            &stmt,
-            &[rid, &v.version_id, &v.last_updated, &v.deleted, &v.content],
-        )
-        .await?;
-        // One round trip for all the index tables.
-        let deletes: Vec<String> = INDEX_TABLES
-            .iter()
-            .enumerate()
-            .map(|(i, t)| format!("d{i} AS (DELETE FROM {} WHERE rid = $1)", t.name))
-            .collect();
-        let stmt = tx
-            .prepare_cached(&format!("WITH {} SELECT 1", deletes.join(", ")))
-            .await?;
-        tx.execute(&stmt, &[rid]).await?;
-        *rid
-    } else {
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO resources (resource_type, id, project, project_key, version_id, last_updated, deleted, content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING rid",
-            )
-            .await?;
-        let inserted = tx
-            .query_one(
-                &stmt,
-                &[
-                    &v.resource_type,
-                    &v.id,
-                    &project,
-                    &key,
-                    &v.version_id,
-                    &v.last_updated,
-                    &v.deleted,
-                    &v.content,
-                ],
-            )
-            .await;
-        if let Err(e) = &inserted
-            && e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
-        {
-            return Err(StoreError::Conflict(v.resource_type.clone(), v.id.clone()));
-        }
-        inserted?.try_get(0)?
-    };
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO resource_history (resource_type, id, version_id, project, last_updated, deleted, content) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .await?;
-    tx.execute(
-        &stmt,
-        &[
-            &v.resource_type,
-            &v.id,
-            &v.version_id,
-            &project,
-            &v.last_updated,
-            &v.deleted,
-            &v.content,
-        ],
-    )
-    .await?;
-    if !v.deleted {
-        insert_index(tx, key, rid, v).await?;
+    if let Some((_, e)) = existing
+        && e.project != project
+    {
+        return Err(StoreError::Conflict(v.resource_type.clone(), v.id.clone()));
     }
+    let rid = existing.map(|(rid, _)| *rid);
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![
+        Box::new(v.resource_type.clone()),
+        Box::new(v.id.clone()),
+        Box::new(project.to_owned()),
+        Box::new(key),
+        Box::new(v.version_id.clone()),
+        Box::new(v.last_updated),
+        Box::new(v.deleted),
+        Box::new(v.content.clone()),
+    ];
+    let mut ctes = Vec::new();
+    let rid_expr = match rid {
+        Some(rid) => {
+            params.push(Box::new(rid));
+            ctes.push("r AS (UPDATE resources SET version_id = $5, last_updated = $6, deleted = $7, content = $8 WHERE rid = $9 AND project_key = $4 RETURNING rid)".to_owned());
+            for (i, t) in INDEX_TABLES.iter().enumerate() {
+                ctes.push(format!("d{i} AS (DELETE FROM {} WHERE rid = $9)", t.name));
+            }
+            "$9".to_owned()
+        }
+        None => {
+            ctes.push("r AS (INSERT INTO resources (resource_type, id, project, project_key, version_id, last_updated, deleted, content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING rid)".to_owned());
+            "r.rid".to_owned()
+        }
+    };
+    ctes.push("h AS (INSERT INTO resource_history (resource_type, id, version_id, project, last_updated, deleted, content) VALUES ($1, $2, $5, $3, $6, $7, $8))".to_owned());
+    if !v.deleted {
+        for table in rows(&v.index) {
+            let t = &INDEX_TABLES[table.table];
+            let columns: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+            let codes: Vec<String> = table.rows.iter().map(|(c, _)| c.clone()).collect();
+            params.push(Box::new(codes));
+            let mut unnest = vec![format!("${}::text[]", params.len())];
+            for (i, (_, ty)) in t.columns.iter().enumerate() {
+                let array: Box<dyn ToSql + Sync + Send> = match ty {
+                    ColType::Text => Box::new(column(&table.rows, i, |c| match c {
+                        Col::Text(t) => Some(t.clone()),
+                        _ => None,
+                    })?),
+                    ColType::Int => Box::new(column(&table.rows, i, |c| match c {
+                        Col::Int(x) => Some(*x),
+                        _ => None,
+                    })?),
+                    ColType::Real => Box::new(column(&table.rows, i, |c| match c {
+                        Col::Real(x) => Some(*x),
+                        _ => None,
+                    })?),
+                };
+                params.push(array);
+                let sql_type = match ty {
+                    ColType::Text => "text[]",
+                    ColType::Int => "bigint[]",
+                    ColType::Real => "float8[]",
+                };
+                unnest.push(format!("${}::{sql_type}", params.len()));
+            }
+            ctes.push(format!(
+                "i{} AS (INSERT INTO {} (project, resource_type, rid, code, {}) SELECT $4, $1, {rid_expr}, u.* FROM {}UNNEST({}) AS u)",
+                table.table,
+                t.name,
+                columns.join(", "),
+                if rid.is_some() { "" } else { "r, " },
+                unnest.join(", ")
+            ));
+        }
+    }
+    let sql = format!("WITH {} SELECT rid FROM r", ctes.join(", "));
+    let stmt = client.prepare_cached(&sql).await?;
+    let refs: Vec<&(dyn ToSql + Sync)> = params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let written = client.query_one(&stmt, &refs).await;
+    if let Err(e) = &written
+        && e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    {
+        return Err(StoreError::Conflict(v.resource_type.clone(), v.id.clone()));
+    }
+    written?;
     Ok(StoredResource {
         resource_type: v.resource_type.clone(),
         id: v.id.clone(),
@@ -390,82 +430,19 @@ async fn write_version(
     })
 }
 
-/// One statement per index table, whatever the number of rows: the columns are sent as arrays
-/// and unnested by the server.
-async fn insert_index(
-    tx: &deadpool_postgres::Transaction<'_>,
-    key: i64,
-    rid: i64,
-    v: &NewVersion,
-) -> Result<(), StoreError> {
-    for table in rows(&v.index) {
-        let t = &INDEX_TABLES[table.table];
-        let name = t.name;
-        let columns: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
-        let mut codes: Vec<&str> = Vec::with_capacity(table.rows.len());
-        let mut arrays: Vec<ColumnArray> = table.rows[0]
-            .1
-            .iter()
-            .map(|c| match c {
-                Col::Text(_) => ColumnArray::Text(Vec::new()),
-                Col::Int(_) => ColumnArray::Int(Vec::new()),
-                Col::Real(_) => ColumnArray::Real(Vec::new()),
-            })
-            .collect();
-        for (code, cols) in &table.rows {
-            codes.push(code);
-            for (array, col) in arrays.iter_mut().zip(cols) {
-                match (array, col) {
-                    (ColumnArray::Text(a), Col::Text(t)) => a.push(t.clone()),
-                    (ColumnArray::Int(a), Col::Int(i)) => a.push(*i),
-                    (ColumnArray::Real(a), Col::Real(f)) => a.push(*f),
-                    _ => {
-                        return Err(StoreError::Corrupt(format!(
-                            "mixed column kinds for {name}"
-                        )));
-                    }
-                }
-            }
-        }
-        let unnest: Vec<String> = arrays
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("${}::{}", i + 5, a.sql_type()))
-            .collect();
-        let stmt = tx
-            .prepare_cached(&format!(
-                "INSERT INTO {name} (project, resource_type, rid, code, {}) SELECT $1, $2, $3, * FROM UNNEST($4::text[], {})",
-                columns.join(", "),
-                unnest.join(", ")
-            ))
-            .await?;
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&key, &v.resource_type, &rid, &codes];
-        for a in &arrays {
-            params.push(match a {
-                ColumnArray::Text(x) => x,
-                ColumnArray::Int(x) => x,
-                ColumnArray::Real(x) => x,
-            });
-        }
-        tx.execute(&stmt, &params).await?;
-    }
-    Ok(())
-}
-
-enum ColumnArray {
-    Text(Vec<String>),
-    Int(Vec<i64>),
-    Real(Vec<f64>),
-}
-
-impl ColumnArray {
-    fn sql_type(&self) -> &'static str {
-        match self {
-            ColumnArray::Text(_) => "text[]",
-            ColumnArray::Int(_) => "bigint[]",
-            ColumnArray::Real(_) => "float8[]",
-        }
-    }
+/// Column `i` of every row, as one array.
+fn column<T>(
+    rows: &[(String, Vec<Col>)],
+    i: usize,
+    get: impl Fn(&Col) -> Option<T>,
+) -> Result<Vec<T>, StoreError> {
+    rows.iter()
+        .map(|(_, cols)| {
+            cols.get(i)
+                .and_then(&get)
+                .ok_or_else(|| StoreError::Corrupt("index row of the wrong shape".into()))
+        })
+        .collect()
 }
 
 fn to_resource(row: &Row) -> Result<StoredResource, StoreError> {
