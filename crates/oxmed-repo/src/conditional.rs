@@ -78,6 +78,18 @@ pub(crate) fn parse(
     })
 }
 
+/// Whether searches on parameters of this type are answered (the CapabilityStatement lists only
+/// those).
+pub fn is_supported(kind: &SearchParamType) -> bool {
+    matches!(
+        kind,
+        SearchParamType::Token
+            | SearchParamType::String
+            | SearchParamType::Reference
+            | SearchParamType::Uri
+    )
+}
+
 fn value_filter(code: &str, kind: &SearchParamType, v: &str) -> Result<Filter, RepoError> {
     let code = code.to_owned();
     Ok(match kind {

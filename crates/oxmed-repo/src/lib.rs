@@ -12,6 +12,7 @@ use oxmed_fhir::definitions::Definitions;
 use oxmed_store::{HistoryCursor, HistoryQuery, HistoryScope, Store, StoredResource};
 
 pub use bundle::BundleKind;
+pub use conditional::is_supported as is_search_supported;
 pub use error::RepoError;
 pub use write::{WriteRequest, Written};
 

@@ -38,6 +38,7 @@ fn build(base: &str) -> Value {
             let search: Vec<Value> = params
                 .for_type(t)
                 .iter()
+                .filter(|p| p.code == "_id" || oxmed_repo::is_search_supported(&p.kind))
                 .map(|p| {
                     json!({
                         "name": p.code,
