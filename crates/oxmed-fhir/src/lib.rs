@@ -8,3 +8,4 @@ pub mod index_value;
 pub mod operation_outcome;
 pub mod search_parameter;
 pub mod validation;
+pub mod search;

@@ -1,0 +1,1 @@
+//! In-memory matching of one resource against search conditions.

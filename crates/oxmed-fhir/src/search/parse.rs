@@ -1,0 +1,1 @@
+//! Query strings and criteria as `SearchRequest`s.
