@@ -6,6 +6,6 @@ pub mod fhirpath;
 pub mod index;
 pub mod index_value;
 pub mod operation_outcome;
+pub mod search;
 pub mod search_parameter;
 pub mod validation;
-pub mod search;

@@ -80,7 +80,10 @@ pub enum Condition {
     /// Medplum's `_compartment=Patient/123` and the compartment search `/Patient/123/Observation`:
     /// the resource is in the compartment of `compartment_type/id` (it is that resource, or one of
     /// the parameters the CompartmentDefinition lists for its type refers to it).
-    Compartment { compartment_type: String, id: String },
+    Compartment {
+        compartment_type: String,
+        id: String,
+    },
 }
 
 /// The test of a `Condition::Param`, by parameter type.
@@ -124,7 +127,9 @@ pub enum TokenKind {
     /// `:text`: the normalized display / CodeableConcept text starts with `code` (normalized).
     Text,
     /// `:of-type` on identifiers: `system` and `code` are the type's, `value` the identifier's.
-    OfType { value: String },
+    OfType {
+        value: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
