@@ -98,7 +98,7 @@ async fn batch(
     for (i, entry) in entries.into_iter().enumerate() {
         let result = match parse_entry(&entry, base_url, i) {
             Ok(EntryRequest::Write(w)) => repo.write(ctx, w).await.map(|w| write_response(&w)),
-            Ok(read) => run_read(repo, ctx, read).await,
+            Ok(read) => run_read(repo, ctx, read, base_url).await,
             Err(e) => Err(e),
         };
         out.push(result.unwrap_or_else(|e| error_entry(&e)));
@@ -176,7 +176,7 @@ async fn transaction(
         out[i] = write_response(&written(kind, outcome));
     }
     for (i, read) in reads {
-        out[i] = run_read(repo, ctx, read)
+        out[i] = run_read(repo, ctx, read, base_url)
             .await
             .unwrap_or_else(|e| error_entry(&e));
     }
@@ -328,6 +328,7 @@ async fn run_read(
     repo: &Repository,
     ctx: &RequestContext,
     read: EntryRequest,
+    base_url: &str,
 ) -> Result<Value, RepoError> {
     match read {
         EntryRequest::Read { resource_type, id } => {
@@ -346,7 +347,23 @@ async fn run_read(
             resource_type,
             query,
         } => {
-            let found = repo.search(ctx, &resource_type, &query, 100, 0).await?;
+            let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
+            let (_, result) = repo
+                .search(
+                    ctx,
+                    Some(&resource_type),
+                    &params,
+                    None,
+                    &crate::SearchOptions {
+                        base_url: base_url.to_owned(),
+                        lenient: false,
+                        max_count: 1000,
+                    },
+                )
+                .await?;
+            let found = result.matches;
             let entries: Vec<Value> = found
                 .iter()
                 .map(|r| {

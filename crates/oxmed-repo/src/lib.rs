@@ -6,6 +6,7 @@ mod bundle;
 mod conditional;
 mod error;
 pub mod meta;
+mod search;
 mod write;
 
 use oxmed_fhir::definitions::Definitions;
@@ -14,6 +15,7 @@ use oxmed_store::{HistoryCursor, HistoryQuery, HistoryScope, Store, StoredResour
 pub use bundle::BundleKind;
 pub use conditional::is_supported as is_search_supported;
 pub use error::RepoError;
+pub use search::SearchOptions;
 pub use write::{WriteRequest, Written};
 
 /// The project every resource belongs to until projects are managed: a fixed id so that data
@@ -168,25 +170,6 @@ impl Repository {
             None
         };
         Ok(HistoryPage { entries, next })
-    }
-
-    /// Live resources of a type matching a search query string, newest first. The complete
-    /// search language comes with the search engine; this understands what conditional
-    /// interactions do.
-    pub async fn search(
-        &self,
-        ctx: &RequestContext,
-        resource_type: &str,
-        query: &str,
-        count: usize,
-        offset: usize,
-    ) -> Result<Vec<StoredResource>, RepoError> {
-        Self::check_type(resource_type)?;
-        let filter = conditional::parse(resource_type, query, true)?;
-        Ok(self
-            .store
-            .search(&ctx.project, resource_type, &filter, count, offset)
-            .await?)
     }
 
     /// Runs one write interaction in its own transaction.

@@ -163,7 +163,7 @@ pub(crate) fn prepare(
             let target = match &if_none_exist {
                 Some(q) => Target::Search {
                     resource_type: rt.clone(),
-                    filter: conditional::parse(&rt, q, false)?,
+                    clauses: conditional::clauses(&rt, q)?,
                 },
                 None => Target::New {
                     resource_type: rt.clone(),
@@ -246,7 +246,7 @@ pub(crate) fn prepare(
         } => {
             Repository::check_type(&resource_type)?;
             check_body(&resource, Some(&resource_type))?;
-            let filter = conditional::parse(&resource_type, &query, false)?;
+            let clauses = conditional::clauses(&resource_type, &query)?;
             let given_id = body_id(&resource).map(str::to_owned);
             if let Some(g) = &given_id {
                 Repository::check_id(g)?;
@@ -254,7 +254,7 @@ pub(crate) fn prepare(
             strip_server_meta(&mut resource);
             let target = Target::Search {
                 resource_type: resource_type.clone(),
-                filter,
+                clauses,
             };
             let op = WriteOp::new(target, move |lookup, state| {
                 let (current, id) = match lookup {
@@ -370,10 +370,10 @@ pub(crate) fn prepare(
             query,
         } => {
             Repository::check_type(&resource_type)?;
-            let filter = conditional::parse(&resource_type, &query, false)?;
+            let clauses = conditional::clauses(&resource_type, &query)?;
             let target = Target::Search {
                 resource_type: resource_type.clone(),
-                filter,
+                clauses,
             };
             let op = WriteOp::new(target, move |lookup, state| match lookup {
                 Lookup::None => Ok(Decision::Keep),

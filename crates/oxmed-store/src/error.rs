@@ -9,6 +9,13 @@ pub enum StoreError {
     /// A resource with this type and id already exists (a create raced with another).
     #[error("resource {0}/{1} already exists")]
     Conflict(String, String),
+    /// The search cannot be run as asked (an unsupported condition, a sort on a parameter
+    /// that cannot sort); the client's mistake, not the store's.
+    #[error("{0}")]
+    InvalidSearch(String),
+    /// A paging cursor that this store did not make for this search.
+    #[error("invalid cursor: {0}")]
+    InvalidCursor(String),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("postgres: {0}")]

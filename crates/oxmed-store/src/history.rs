@@ -1,4 +1,4 @@
-use crate::filter::SqlValue;
+use crate::sql::SqlValue;
 
 /// Which history: of the whole project, of a type, or of one resource.
 #[derive(Debug, Clone)]

@@ -1,7 +1,10 @@
 //! Index entries flattened into rows of the index tables (`schema::INDEX_TABLES`), in each
 //! table's column order.
 
+use oxmed_fhir::index::normalize_string;
 use oxmed_fhir::index_value::{IndexEntry, IndexValue};
+
+use crate::schema;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Col {
@@ -45,17 +48,17 @@ pub fn rows(entries: &[IndexEntry]) -> Vec<TableRows> {
                 type_system,
                 type_code,
             } => (
-                0,
+                schema::TOKEN,
                 vec![
                     text(code),
                     text(system),
-                    text(t),
+                    normalized(t),
                     text(type_system),
                     text(type_code),
                 ],
             ),
             IndexValue::String { normalized, exact } => (
-                1,
+                schema::STRING,
                 vec![Col::Text(normalized.clone()), Col::Text(exact.clone())],
             ),
             IndexValue::Reference {
@@ -63,26 +66,39 @@ pub fn rows(entries: &[IndexEntry]) -> Vec<TableRows> {
                 target_type,
                 target_id,
             } => (
-                2,
+                schema::REFERENCE,
                 vec![
-                    Col::Text(reference.clone()),
-                    text(target_type),
                     text(target_id),
+                    text(target_type),
+                    Col::Text(reference.clone()),
                 ],
             ),
-            IndexValue::Date { start, end } => (3, vec![Col::Int(*start), Col::Int(*end)]),
-            IndexValue::Number { value } => (4, vec![Col::Real(*value)]),
+            IndexValue::Date { start, end } => {
+                (schema::DATE, vec![Col::Int(*start), Col::Int(*end)])
+            }
+            IndexValue::Number { value } => (schema::NUMBER, vec![Col::Real(*value)]),
             IndexValue::Quantity {
                 value,
                 system,
                 code,
                 unit,
             } => (
-                5,
+                schema::QUANTITY,
                 vec![text(code), text(system), Col::Real(*value), text(unit)],
             ),
-            IndexValue::Uri { value } => (6, vec![Col::Text(value.clone())]),
-            IndexValue::Composite { components } => (7, vec![Col::Text(composite_key(components))]),
+            IndexValue::Uri { value } => (schema::URI, vec![Col::Text(value.clone())]),
+            IndexValue::Composite { components } => {
+                // A composite with more components than the row has slots cannot be stored
+                // whole; storing a part of it would let a search match what it does not say.
+                if components.len() > schema::COMPOSITE_SLOTS {
+                    continue;
+                }
+                let mut cols = Vec::with_capacity(6 * schema::COMPOSITE_SLOTS);
+                for slot in 0..schema::COMPOSITE_SLOTS {
+                    cols.extend(composite_slot(components.get(slot)));
+                }
+                (schema::COMPOSITE, cols)
+            }
         };
         let rows = &mut tables[table].rows;
         if !rows.iter().any(|(c, v)| c == &e.code && v == &cols) {
@@ -93,35 +109,60 @@ pub fn rows(entries: &[IndexEntry]) -> Vec<TableRows> {
     tables
 }
 
-/// A composite value as one comparable text: its components' values joined by `$`, the FHIR
-/// search syntax for composite values (`http://loinc.org|1234$gt5`), so that exact composite
-/// matches are one indexed comparison.
-fn composite_key(components: &[IndexValue]) -> String {
-    let parts: Vec<String> = components
-        .iter()
-        .map(|c| match c {
-            IndexValue::Token { system, code, .. } => format!(
-                "{}|{}",
-                system.as_deref().unwrap_or(""),
-                code.as_deref().unwrap_or("")
-            ),
-            IndexValue::String { normalized, .. } => normalized.clone(),
-            IndexValue::Reference { reference, .. } => reference.clone(),
-            IndexValue::Date { start, end } => format!("{start}..{end}"),
-            IndexValue::Number { value } => value.to_string(),
-            IndexValue::Quantity {
-                value,
-                system,
-                code,
-                ..
-            } => format!(
-                "{value}|{}|{}",
-                system.as_deref().unwrap_or(""),
-                code.as_deref().unwrap_or("")
-            ),
-            IndexValue::Uri { value } => value.clone(),
-            IndexValue::Composite { .. } => String::new(),
-        })
-        .collect();
-    parts.join("$")
+/// Display texts are kept normalized: `:text` is a case- and accent-insensitive prefix search,
+/// which an index range can only answer on the normalized form.
+fn normalized(s: &Option<String>) -> Col {
+    Col::Text(s.as_deref().map(normalize_string).unwrap_or_default())
+}
+
+/// The columns `code, system, text, num, start, end` of one composite slot (see
+/// `schema::COMPOSITE_SLOTS`).
+fn composite_slot(component: Option<&IndexValue>) -> [Col; 6] {
+    let empty = || Col::Text(String::new());
+    let (code, system, txt, num, start, end) = match component {
+        None | Some(IndexValue::Composite { .. }) => (empty(), empty(), empty(), 0.0, 0, 0),
+        Some(IndexValue::Token {
+            system,
+            code,
+            text: t,
+            ..
+        }) => (text(code), text(system), normalized(t), 0.0, 0, 0),
+        Some(IndexValue::String { normalized, exact }) => (
+            Col::Text(normalized.clone()),
+            Col::Text(exact.clone()),
+            empty(),
+            0.0,
+            0,
+            0,
+        ),
+        Some(IndexValue::Reference {
+            reference,
+            target_type,
+            target_id,
+        }) => (
+            text(target_id),
+            text(target_type),
+            Col::Text(reference.clone()),
+            0.0,
+            0,
+            0,
+        ),
+        Some(IndexValue::Quantity {
+            value,
+            system,
+            code,
+            unit,
+        }) => (text(code), text(system), text(unit), *value, 0, 0),
+        Some(IndexValue::Number { value }) => (empty(), empty(), empty(), *value, 0, 0),
+        Some(IndexValue::Date { start, end }) => (empty(), empty(), empty(), 0.0, *start, *end),
+        Some(IndexValue::Uri { value }) => (Col::Text(value.clone()), empty(), empty(), 0.0, 0, 0),
+    };
+    [
+        code,
+        system,
+        txt,
+        Col::Real(num),
+        Col::Int(start),
+        Col::Int(end),
+    ]
 }

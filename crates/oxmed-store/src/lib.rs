@@ -6,21 +6,28 @@
 //! inside the transaction, locked where the backend needs it) and returns the new version. Keeping
 //! the decision inside the transaction is what makes `If-Match`, conditional create/update and
 //! transaction bundles free of lost updates on both backends.
+//!
+//! Reads by search go through [`Store::search`]: the search language of `oxmed_fhir::search`,
+//! the project and an optional `Restriction` (an access policy's view) compiled to SQL (see the
+//! `search` module); conditional writes find their target with the same SQL.
 
 mod error;
-mod filter;
 mod history;
 mod index_rows;
 mod op;
 pub mod postgres;
 mod project_key;
 mod schema;
+mod search;
+mod sql;
 pub mod sqlite;
 
 pub use error::{BoxError, StoreError};
-pub use filter::Filter;
 pub use history::{HistoryCursor, HistoryQuery, HistoryScope};
 pub use op::{Decision, Lookup, NewVersion, Target, TxState, WriteOp, WriteOutcome};
+pub use search::SearchResult;
+
+use oxmed_fhir::search::{Clause, Restriction, SearchRequest};
 
 /// One stored version of a resource. `content` is the resource's JSON exactly as it is returned
 /// (with `meta.versionId` and `meta.lastUpdated`); empty for a deletion.
@@ -109,26 +116,56 @@ impl Store {
         }
     }
 
-    /// Live resources of one type in a project that match `filter`, newest first, at most
-    /// `limit`. The full search language arrives with the search engine; this serves conditional
-    /// interactions and simple searches.
+    /// A page of the live resources of `project` that match `request`, and what it includes,
+    /// as SQL: one statement for the page, one for the total when asked, one per level of
+    /// includes. `restriction` (an access policy's view) limits every resource that takes part:
+    /// matches, includes, and the resources that chains and `_has` go through; `None` is
+    /// unrestricted.
     pub async fn search(
         &self,
         project: &str,
+        request: &SearchRequest,
+        restriction: Option<&Restriction>,
+    ) -> Result<SearchResult, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.search(project, request, restriction).await,
+            Store::Postgres(s) => s.search(project, request, restriction).await,
+        }
+    }
+
+    /// The ids of the live resources of a type in `project` that satisfy every clause (and the
+    /// restriction), in creation order: whether resources match, decided by SQL.
+    pub async fn matching_ids(
+        &self,
+        project: &str,
         resource_type: &str,
-        filter: &Filter,
-        limit: usize,
-        offset: usize,
-    ) -> Result<Vec<StoredResource>, StoreError> {
+        clauses: &[Clause],
+        restriction: Option<&Restriction>,
+    ) -> Result<Vec<String>, StoreError> {
         match self {
             Store::Sqlite(s) => {
-                s.search(project, resource_type, filter, limit, offset)
+                s.matching_ids(project, resource_type, clauses, restriction)
                     .await
             }
             Store::Postgres(s) => {
-                s.search(project, resource_type, filter, limit, offset)
+                s.matching_ids(project, resource_type, clauses, restriction)
                     .await
             }
+        }
+    }
+
+    /// The database's plan for the statement that reads the page of `request` (SQLite's
+    /// `EXPLAIN QUERY PLAN`, PostgreSQL's `EXPLAIN`), one node a line: to check that a search
+    /// is answered from indexes.
+    pub async fn explain_search(
+        &self,
+        project: &str,
+        request: &SearchRequest,
+        restriction: Option<&Restriction>,
+    ) -> Result<String, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.explain_search(project, request, restriction).await,
+            Store::Postgres(s) => s.explain_search(project, request, restriction).await,
         }
     }
 

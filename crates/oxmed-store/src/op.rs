@@ -2,7 +2,9 @@ use std::collections::HashMap;
 
 use oxmed_fhir::index_value::IndexEntry;
 
-use crate::{BoxError, Filter, StoredResource};
+use oxmed_fhir::search::Clause;
+
+use crate::{BoxError, StoredResource};
 
 /// What a write op acts on.
 pub enum Target {
@@ -10,11 +12,11 @@ pub enum Target {
     New { resource_type: String, id: String },
     /// A resource by id (update, patch, delete, update-as-create).
     Id { resource_type: String, id: String },
-    /// The live resources of a type in the op's project that match a filter (conditional
-    /// create, update and delete).
+    /// The live resources of a type in the op's project that satisfy every clause (conditional
+    /// create, update and delete), found by the same SQL as a search.
     Search {
         resource_type: String,
-        filter: Filter,
+        clauses: Vec<Clause>,
     },
 }
 

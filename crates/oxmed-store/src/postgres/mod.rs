@@ -3,14 +3,17 @@
 //! a row lock or a transaction-scoped advisory lock.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::types::ToSql;
+use oxmed_fhir::search::{Clause, Restriction, SearchRequest};
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 
-use crate::filter::{Filter, Select, SqlValue, select_matching};
 use crate::index_rows::{Col, rows};
 use crate::op::{Decision, Found, Lookup, NewVersion, Target, TxState, next_timestamp};
 use crate::project_key::ProjectKeys;
 use crate::schema::{ColType, Dialect, INDEX_TABLES, RESOURCE_COLUMNS, migrations};
+use crate::search::include::Includes;
+use crate::search::{Counting, KeyKind, KeyValue, PageRow, SearchResult, Statement};
+use crate::sql::SqlValue;
 use crate::{HistoryQuery, StoreError, StoredResource, WriteOp, WriteOutcome};
 use std::sync::Arc;
 
@@ -118,31 +121,109 @@ impl PgStore {
     pub async fn search(
         &self,
         project: &str,
+        request: &SearchRequest,
+        restriction: Option<&Restriction>,
+    ) -> Result<SearchResult, StoreError> {
+        let client = self.pool.get().await?;
+        let Some(key) = self.project_key(&client, project).await? else {
+            // Nothing stored yet; the request is still checked (a bad cursor fails alike).
+            let plan = crate::search::plan(Dialect::Postgres, 0, request, restriction)?;
+            return Ok(SearchResult {
+                matches: Vec::new(),
+                included: Vec::new(),
+                total: plan.count.map(|_| 0),
+                next_cursor: None,
+            });
+        };
+        let plan = crate::search::plan(Dialect::Postgres, key, request, restriction)?;
+        let client: &tokio_postgres::Client = &client;
+        let rows = match &plan.page {
+            Some(page) => query_page(client, page, &plan.kinds).await?,
+            None => Vec::new(),
+        };
+        let total = match &plan.count {
+            Some((count, counting)) => Some(count_rows(client, count, *counting).await?),
+            None => None,
+        };
+        let (page, next_cursor) = plan.finish(rows);
+        let mut includes = Includes::new(
+            Dialect::Postgres,
+            key,
+            request,
+            restriction,
+            page.iter().map(|(rid, _)| *rid),
+        );
+        let mut sources: Vec<(i64, String)> = page
+            .iter()
+            .map(|(rid, r)| (*rid, r.resource_type.clone()))
+            .collect();
+        let mut included = Vec::new();
+        while let Some(statement) = includes.next(&sources)? {
+            let rows = query_typed(Conn::Client(client), &statement).await?;
+            let rows = rows.iter().map(with_rid).collect::<Result<Vec<_>, _>>()?;
+            let fresh = includes.fresh(rows);
+            sources = fresh
+                .iter()
+                .map(|(rid, r)| (*rid, r.resource_type.clone()))
+                .collect();
+            included.extend(fresh.into_iter().map(|(_, r)| r));
+        }
+        Ok(SearchResult {
+            matches: page.into_iter().map(|(_, r)| r).collect(),
+            included,
+            total,
+            next_cursor,
+        })
+    }
+
+    pub async fn explain_search(
+        &self,
+        project: &str,
+        request: &SearchRequest,
+        restriction: Option<&Restriction>,
+    ) -> Result<String, StoreError> {
+        let client = self.pool.get().await?;
+        let key = self.project_key(&client, project).await?.unwrap_or(0);
+        let plan = crate::search::plan(Dialect::Postgres, key, request, restriction)?;
+        let Some(statement) = plan.main_statement() else {
+            return Ok(String::new());
+        };
+        let explain = Statement {
+            sql: format!("EXPLAIN {}", statement.sql),
+            params: statement.params.clone(),
+        };
+        let rows = query_typed(Conn::Client(&client), &explain).await?;
+        let mut out = String::new();
+        for row in rows {
+            let line: String = row.try_get(0)?;
+            out.push_str(&line);
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
+    pub async fn matching_ids(
+        &self,
+        project: &str,
         resource_type: &str,
-        filter: &Filter,
-        limit: usize,
-        offset: usize,
-    ) -> Result<Vec<StoredResource>, StoreError> {
+        clauses: &[Clause],
+        restriction: Option<&Restriction>,
+    ) -> Result<Vec<String>, StoreError> {
         let client = self.pool.get().await?;
         let Some(key) = self.project_key(&client, project).await? else {
             return Ok(Vec::new());
         };
-        let (sql, params) = select_matching(
-            &Select {
-                project: key,
-                resource_type,
-                filter,
-                limit,
-                offset,
-                for_update: false,
-            },
+        let statement = crate::search::matching_ids(
             Dialect::Postgres,
-        );
-        Ok(query_with_rid(&client, &sql, &params)
-            .await?
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect())
+            key,
+            resource_type,
+            clauses,
+            restriction,
+        )?;
+        let rows = query_typed(Conn::Client(&client), &statement).await?;
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(StoreError::from))
+            .collect()
     }
 
     /// The key of a project that has data; `None` if it has none.
@@ -291,7 +372,7 @@ async fn lookup(
         },
         Target::Search {
             resource_type,
-            filter,
+            clauses,
         } => {
             // Row locks cannot stop a concurrent conditional create from inserting the match
             // this one did not find; a lock per project and type serializes them.
@@ -300,18 +381,10 @@ async fn lookup(
                 &[&format!("{project}/{resource_type}")],
             )
             .await?;
-            let (sql, params) = select_matching(
-                &Select {
-                    project: key,
-                    resource_type,
-                    filter,
-                    limit: 2,
-                    offset: 0,
-                    for_update: true,
-                },
-                Dialect::Postgres,
-            );
-            let mut found = query_with_rid(tx, &sql, &params).await?;
+            let statement =
+                crate::search::conditional(Dialect::Postgres, key, resource_type, clauses)?;
+            let rows = query_typed(Conn::Tx(tx), &statement).await?;
+            let mut found = rows.iter().map(with_rid).collect::<Result<Vec<_>, _>>()?;
             match found.len() {
                 0 => Found::None,
                 1 => {
@@ -467,32 +540,106 @@ fn with_rid(row: &Row) -> Result<(i64, StoredResource), StoreError> {
     Ok((row.try_get(0)?, resource_at(row, 1)?))
 }
 
-fn sql_values(params: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
-    params
+/// Runs a statement with its parameter types given, in one round trip and without a named
+/// prepared statement: search SQL varies with the request, and a per-connection cache of every
+/// shape would only grow. Parameters the SQL does not use are still declared, which
+/// PostgreSQL accepts (a search's count uses a prefix of its page's parameters).
+async fn query_typed(conn: Conn<'_>, statement: &Statement) -> Result<Vec<Row>, StoreError> {
+    let values: Vec<(&(dyn ToSql + Sync), Type)> = statement
+        .params
         .iter()
         .map(|p| match p {
-            SqlValue::Text(s) => s as &(dyn ToSql + Sync),
-            SqlValue::Int(i) => i as &(dyn ToSql + Sync),
+            SqlValue::Text(s) => (s as &(dyn ToSql + Sync), Type::TEXT),
+            SqlValue::Int(i) => (i as &(dyn ToSql + Sync), Type::INT8),
+            SqlValue::Real(f) => (f as &(dyn ToSql + Sync), Type::FLOAT8),
+            SqlValue::IntList(l) => (l as &(dyn ToSql + Sync), Type::INT8_ARRAY),
         })
-        .collect()
+        .collect();
+    Ok(match conn {
+        Conn::Client(c) => c.query_typed(&statement.sql, &values).await?,
+        Conn::Tx(t) => t.query_typed(&statement.sql, &values).await?,
+    })
 }
 
+/// Where a statement runs: a pooled connection, or an open transaction.
+#[derive(Clone, Copy)]
+enum Conn<'a> {
+    Client(&'a tokio_postgres::Client),
+    Tx(&'a tokio_postgres::Transaction<'a>),
+}
+
+/// A statement of a fixed shape (history), prepared once per connection.
 async fn query_resources(
     client: &impl deadpool_postgres::GenericClient,
     sql: &str,
     params: &[SqlValue],
 ) -> Result<Vec<StoredResource>, StoreError> {
     let stmt = client.prepare_cached(sql).await?;
-    let rows = client.query(&stmt, &sql_values(params)).await?;
+    let values: Vec<&(dyn ToSql + Sync)> = params
+        .iter()
+        .map(|p| match p {
+            SqlValue::Text(s) => s as &(dyn ToSql + Sync),
+            SqlValue::Int(i) => i as &(dyn ToSql + Sync),
+            SqlValue::Real(f) => f as &(dyn ToSql + Sync),
+            SqlValue::IntList(l) => l as &(dyn ToSql + Sync),
+        })
+        .collect();
+    let rows = client.query(&stmt, &values).await?;
     rows.iter().map(to_resource).collect()
 }
 
-async fn query_with_rid(
-    client: &impl deadpool_postgres::GenericClient,
-    sql: &str,
-    params: &[SqlValue],
-) -> Result<Vec<(i64, StoredResource)>, StoreError> {
-    let stmt = client.prepare_cached(sql).await?;
-    let rows = client.query(&stmt, &sql_values(params)).await?;
-    rows.iter().map(with_rid).collect()
+/// Rows of `rid, RESOURCE_COLUMNS, key values...`.
+async fn query_page(
+    client: &tokio_postgres::Client,
+    page: &Statement,
+    kinds: &[KeyKind],
+) -> Result<Vec<PageRow>, StoreError> {
+    let rows = query_typed(Conn::Client(client), page).await?;
+    rows.iter()
+        .map(|row| {
+            let mut keys = Vec::with_capacity(kinds.len());
+            for (i, kind) in kinds.iter().enumerate() {
+                let col = 8 + i;
+                keys.push(match kind {
+                    KeyKind::Text => row
+                        .try_get::<_, Option<String>>(col)?
+                        .map_or(KeyValue::Null, KeyValue::Text),
+                    KeyKind::Int => row
+                        .try_get::<_, Option<i64>>(col)?
+                        .map_or(KeyValue::Null, KeyValue::Int),
+                    KeyKind::Real => row
+                        .try_get::<_, Option<f64>>(col)?
+                        .map_or(KeyValue::Null, KeyValue::Real),
+                });
+            }
+            Ok(PageRow {
+                rid: row.try_get(0)?,
+                resource: resource_at(row, 1)?,
+                keys,
+            })
+        })
+        .collect()
+}
+
+async fn count_rows(
+    client: &tokio_postgres::Client,
+    count: &Statement,
+    counting: Counting,
+) -> Result<u64, StoreError> {
+    let rows = query_typed(Conn::Client(client), count).await?;
+    let Some(row) = rows.first() else {
+        return Ok(0);
+    };
+    match counting {
+        Counting::Count => Ok(u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0)),
+        Counting::Explain => {
+            // One JSON document: `[{"Plan": {"Plan Rows": n, ...}}]`.
+            let doc: serde_json::Value = row.try_get(0)?;
+            let rows = doc
+                .pointer("/0/Plan/Plan Rows")
+                .and_then(serde_json::Value::as_f64)
+                .ok_or_else(|| StoreError::Corrupt("EXPLAIN output without Plan Rows".into()))?;
+            Ok(rows.max(0.0).round() as u64)
+        }
+    }
 }

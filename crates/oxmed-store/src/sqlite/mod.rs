@@ -12,9 +12,13 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
-use crate::filter::{Filter, Select, SqlValue, select_matching};
+use oxmed_fhir::search::{Clause, Restriction, SearchRequest};
+
 use crate::project_key::ProjectKeys;
 use crate::schema::{Dialect, RESOURCE_COLUMNS, migrations};
+use crate::search::include::Includes;
+use crate::search::{Counting, KeyKind, KeyValue, PageRow, SearchResult, Statement};
+use crate::sql::SqlValue;
 use crate::{HistoryQuery, StoreError, StoredResource, WriteOp, WriteOutcome};
 
 #[derive(Clone)]
@@ -129,33 +133,133 @@ impl SqliteStore {
     pub async fn search(
         &self,
         project: &str,
-        resource_type: &str,
-        filter: &Filter,
-        limit: usize,
-        offset: usize,
-    ) -> Result<Vec<StoredResource>, StoreError> {
+        request: &SearchRequest,
+        restriction: Option<&Restriction>,
+    ) -> Result<SearchResult, StoreError> {
         let keys = self.inner.keys.clone();
-        let (project, resource_type, filter) =
-            (project.to_owned(), resource_type.to_owned(), filter.clone());
+        let project = project.to_owned();
+        let request = request.clone();
+        let restriction = restriction.cloned();
+        self.blocking(move |c| {
+            let restriction = restriction.as_ref();
+            let Some(key) = project_key(c, &keys, &project)? else {
+                // A project without a key has never stored anything; the request is still
+                // checked, so that a bad cursor fails the same way everywhere.
+                let plan = crate::search::plan(Dialect::Sqlite, 0, &request, restriction)?;
+                return Ok(SearchResult {
+                    matches: Vec::new(),
+                    included: Vec::new(),
+                    total: plan.count.map(|_| 0),
+                    next_cursor: None,
+                });
+            };
+            let plan = crate::search::plan(Dialect::Sqlite, key, &request, restriction)?;
+            let rows = match &plan.page {
+                Some(page) => query_page(c, page, &plan.kinds)?,
+                None => Vec::new(),
+            };
+            let total = match &plan.count {
+                Some((count, Counting::Count)) => Some(count_rows(c, count)?),
+                // SQLite has no estimate; the plan never asks it for one.
+                Some((_, Counting::Explain)) => None,
+                None => None,
+            };
+            let (page, next_cursor) = plan.finish(rows);
+            let mut includes = Includes::new(
+                Dialect::Sqlite,
+                key,
+                &request,
+                restriction,
+                page.iter().map(|(rid, _)| *rid),
+            );
+            let mut sources: Vec<(i64, String)> = page
+                .iter()
+                .map(|(rid, r)| (*rid, r.resource_type.clone()))
+                .collect();
+            let mut included = Vec::new();
+            while let Some(statement) = includes.next(&sources)? {
+                let fresh = includes.fresh(query_with_rid(c, &statement.sql, &statement.params)?);
+                sources = fresh
+                    .iter()
+                    .map(|(rid, r)| (*rid, r.resource_type.clone()))
+                    .collect();
+                included.extend(fresh.into_iter().map(|(_, r)| r));
+            }
+            Ok(SearchResult {
+                matches: page.into_iter().map(|(_, r)| r).collect(),
+                included,
+                total,
+                next_cursor,
+            })
+        })
+        .await
+    }
+
+    pub async fn explain_search(
+        &self,
+        project: &str,
+        request: &SearchRequest,
+        restriction: Option<&Restriction>,
+    ) -> Result<String, StoreError> {
+        let keys = self.inner.keys.clone();
+        let project = project.to_owned();
+        let request = request.clone();
+        let restriction = restriction.cloned();
+        self.blocking(move |c| {
+            let key = project_key(c, &keys, &project)?.unwrap_or(0);
+            let plan = crate::search::plan(Dialect::Sqlite, key, &request, restriction.as_ref())?;
+            let Some(statement) = plan.main_statement() else {
+                return Ok(String::new());
+            };
+            let mut stmt = bound(
+                c,
+                &format!("EXPLAIN QUERY PLAN {}", statement.sql),
+                &statement.params,
+            )?;
+            let mut rows = stmt.raw_query();
+            let mut depth: std::collections::HashMap<i64, usize> = Default::default();
+            let mut out = String::new();
+            while let Some(row) = rows.next()? {
+                let (id, parent, detail): (i64, i64, String) =
+                    (row.get(0)?, row.get(1)?, row.get(3)?);
+                let d = depth.get(&parent).map_or(0, |d| d + 1);
+                depth.insert(id, d);
+                out.push_str(&format!("{}{detail}\n", "  ".repeat(d)));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn matching_ids(
+        &self,
+        project: &str,
+        resource_type: &str,
+        clauses: &[Clause],
+        restriction: Option<&Restriction>,
+    ) -> Result<Vec<String>, StoreError> {
+        let keys = self.inner.keys.clone();
+        let (project, resource_type) = (project.to_owned(), resource_type.to_owned());
+        let clauses = clauses.to_vec();
+        let restriction = restriction.cloned();
         self.blocking(move |c| {
             let Some(key) = project_key(c, &keys, &project)? else {
                 return Ok(Vec::new());
             };
-            let (sql, params) = select_matching(
-                &Select {
-                    project: key,
-                    resource_type: &resource_type,
-                    filter: &filter,
-                    limit,
-                    offset,
-                    for_update: false,
-                },
+            let statement = crate::search::matching_ids(
                 Dialect::Sqlite,
-            );
-            Ok(query_with_rid(c, &sql, &params)?
-                .into_iter()
-                .map(|(_, r)| r)
-                .collect())
+                key,
+                &resource_type,
+                &clauses,
+                restriction.as_ref(),
+            )?;
+            let mut stmt = bound(c, &statement.sql, &statement.params)?;
+            let mut rows = stmt.raw_query();
+            let mut ids = Vec::new();
+            while let Some(row) = rows.next()? {
+                ids.push(row.get(0)?);
+            }
+            Ok(ids)
         })
         .await
     }
@@ -348,14 +452,28 @@ pub(crate) fn read_current(
         .optional()?)
 }
 
-fn sql_values(params: &[SqlValue]) -> Vec<&dyn rusqlite::ToSql> {
-    params
-        .iter()
-        .map(|p| match p {
-            SqlValue::Text(s) => s as &dyn rusqlite::ToSql,
-            SqlValue::Int(i) => i as &dyn rusqlite::ToSql,
-        })
-        .collect()
+/// A cached statement with `params` bound. Only the placeholders the SQL uses are bound: a
+/// search binds one list of parameters to its page and its count, which use a prefix of it.
+fn bound<'c>(
+    c: &'c Connection,
+    sql: &str,
+    params: &[SqlValue],
+) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let used = stmt.parameter_count();
+    for (i, p) in params.iter().take(used).enumerate() {
+        match p {
+            SqlValue::Text(s) => stmt.raw_bind_parameter(i + 1, s)?,
+            SqlValue::Int(v) => stmt.raw_bind_parameter(i + 1, v)?,
+            SqlValue::Real(f) => stmt.raw_bind_parameter(i + 1, f)?,
+            SqlValue::IntList(list) => {
+                let json = serde_json::to_string(list)
+                    .map_err(|e| StoreError::Corrupt(format!("a key list as JSON: {e}")))?;
+                stmt.raw_bind_parameter(i + 1, json)?
+            }
+        }
+    }
+    Ok(stmt)
 }
 
 pub(crate) fn query_resources(
@@ -363,9 +481,13 @@ pub(crate) fn query_resources(
     sql: &str,
     params: &[SqlValue],
 ) -> Result<Vec<StoredResource>, StoreError> {
-    let mut stmt = c.prepare_cached(sql)?;
-    let rows = stmt.query_map(sql_values(params).as_slice(), row_to_resource)?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    let mut stmt = bound(c, sql, params)?;
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(row_to_resource(row)?);
+    }
+    Ok(out)
 }
 
 /// Rows of `r.rid, RESOURCE_COLUMNS`.
@@ -374,9 +496,50 @@ pub(crate) fn query_with_rid(
     sql: &str,
     params: &[SqlValue],
 ) -> Result<Vec<(i64, StoredResource)>, StoreError> {
-    let mut stmt = c.prepare_cached(sql)?;
-    let rows = stmt.query_map(sql_values(params).as_slice(), |row| {
-        Ok((row.get(0)?, resource_at(row, 1)?))
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    let mut stmt = bound(c, sql, params)?;
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push((row.get(0)?, resource_at(row, 1)?));
+    }
+    Ok(out)
+}
+
+/// Rows of `rid, RESOURCE_COLUMNS, key values...`.
+fn query_page(
+    c: &Connection,
+    page: &Statement,
+    kinds: &[KeyKind],
+) -> Result<Vec<PageRow>, StoreError> {
+    let mut stmt = bound(c, &page.sql, &page.params)?;
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut keys = Vec::with_capacity(kinds.len());
+        for (i, kind) in kinds.iter().enumerate() {
+            let col = 8 + i;
+            keys.push(match (row.get_ref(col)?, kind) {
+                (rusqlite::types::ValueRef::Null, _) => KeyValue::Null,
+                (_, KeyKind::Text) => KeyValue::Text(row.get(col)?),
+                (_, KeyKind::Int) => KeyValue::Int(row.get(col)?),
+                (_, KeyKind::Real) => KeyValue::Real(row.get(col)?),
+            });
+        }
+        out.push(PageRow {
+            rid: row.get(0)?,
+            resource: resource_at(row, 1)?,
+            keys,
+        });
+    }
+    Ok(out)
+}
+
+fn count_rows(c: &Connection, count: &Statement) -> Result<u64, StoreError> {
+    let mut stmt = bound(c, &count.sql, &count.params)?;
+    let mut rows = stmt.raw_query();
+    let n: i64 = match rows.next()? {
+        Some(row) => row.get(0)?,
+        None => 0,
+    };
+    Ok(u64::try_from(n).unwrap_or(0))
 }

@@ -9,7 +9,6 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use super::{project_key, query_with_rid, read_current_rid};
-use crate::filter::{Select, select_matching};
 use crate::index_rows::{Col, rows};
 use crate::op::{Decision, Found, NewVersion, Target, TxState};
 use crate::project_key::ProjectKeys;
@@ -116,12 +115,19 @@ fn commit_group(conn: &Connection, keys: &ProjectKeys, jobs: Vec<Job>) {
     let mut jobs = jobs.into_iter();
     while let Some((key, job)) = jobs.next() {
         // A request of one op needs no savepoint: every way it can be refused (its decision, a
-        // taken id) comes before its first write, and a failed statement undoes itself. The
-        // savepoint's page copies were a tenth of the writer's time.
+        // taken id, a condition that cannot be compiled) comes before its first write, and a
+        // failed statement undoes itself. The savepoint's page copies were a tenth of the
+        // writer's time.
         if job.ops.len() == 1 {
             let result = run_ops(conn, &job.project, key, job.ops);
             if let Err(e) = &result
-                && !matches!(e, StoreError::Rejected(_) | StoreError::Conflict(..))
+                && !matches!(
+                    e,
+                    StoreError::Rejected(_)
+                        | StoreError::Conflict(..)
+                        | StoreError::InvalidSearch(_)
+                        | StoreError::InvalidCursor(_)
+                )
             {
                 // Something failed half-way (I/O): nothing of this group may commit.
                 let msg = e.to_string();
@@ -189,20 +195,11 @@ fn run_ops(
             },
             Target::Search {
                 resource_type,
-                filter,
+                clauses,
             } => {
-                let (sql, params) = select_matching(
-                    &Select {
-                        project: key,
-                        resource_type,
-                        filter,
-                        limit: 2,
-                        offset: 0,
-                        for_update: false,
-                    },
-                    Dialect::Sqlite,
-                );
-                let mut found = query_with_rid(conn, &sql, &params)?;
+                let statement =
+                    crate::search::conditional(Dialect::Sqlite, key, resource_type, clauses)?;
+                let mut found = query_with_rid(conn, &statement.sql, &statement.params)?;
                 match found.len() {
                     0 => Found::None,
                     1 => {

@@ -38,7 +38,13 @@ fn build(base: &str) -> Value {
             let search: Vec<Value> = params
                 .for_type(t)
                 .iter()
-                .filter(|p| p.code == "_id" || oxmed_repo::is_search_supported(&p.kind))
+                // Parameters without an expression (`_text`, `_content`, ...) index nothing, and
+                // the server refuses them; a truthful statement does not list them.
+                .filter(|p| {
+                    matches!(p.code.as_str(), "_id" | "_lastUpdated")
+                        || (p.expression_for(t).is_some()
+                            && p.kind != oxmed_fhir::search_parameter::SearchParamType::Special)
+                })
                 .map(|p| {
                     json!({
                         "name": p.code,

@@ -19,7 +19,7 @@ use crate::error::outcome_response;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/metadata", get(capability::metadata))
-        .route("/", axum::routing::post(interaction::bundle))
+        .route("/", get(search::system).post(interaction::bundle))
         .route("/_history", get(history::system))
         .route(
             "/{resource_type}",
@@ -41,6 +41,10 @@ pub fn router() -> Router<AppState> {
                 .delete(interaction::delete),
         )
         .route("/{resource_type}/{id}/_history", get(history::instance))
+        .route(
+            "/{resource_type}/{id}/{target_type}",
+            get(search::compartment),
+        )
         .route(
             "/{resource_type}/{id}/_history/{version_id}",
             get(interaction::vread),

@@ -1,0 +1,293 @@
+//! Predicates ([`Pred`]) as SQL.
+//!
+//! A set of rows is written either as `row.rid IN (SELECT ...)`, read whole and then looked up
+//! by key (it *drives* the statement), or as `EXISTS (SELECT ... WHERE ... = row.rid)`, one
+//! indexed probe per candidate row (a *check*). Negations are always `NOT EXISTS` (an anti-join
+//! on PostgreSQL, where `NOT IN` cannot be one).
+//!
+//! PostgreSQL turns both forms into semi-joins and orders them by its statistics, so every
+//! positive set of a conjunction is written `IN`. SQLite reads every `IN` subquery whole (into a
+//! temporary index) unless it drives, so there at most one set per conjunction drives, the one
+//! guessed most selective ([`Pred::rank`]), and the others are checks; when none is selective
+//! enough, or `_id` is given, nothing drives and the type's rows are read in index order.
+//! Checks on SQLite probe the index table by `rid` (`INDEXED BY <table>_rid`: a resource's own
+//! rows) unless the condition fixes the whole lookup key.
+
+use super::compile::{DRIVER_RANK, ID_RANK, Pred, Set};
+use crate::schema::Dialect;
+
+/// The conjuncts of `pred` (none for `true`).
+fn conjuncts(pred: &Pred) -> Vec<&Pred> {
+    match pred {
+        Pred::And(all) => all.iter().collect(),
+        Pred::Const(true) => Vec::new(),
+        p => vec![p],
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A top-level conjunction: a set may drive.
+    Drive,
+    /// Inside a correlated check: the correlation drives, everything else is checked.
+    Check,
+}
+
+pub(crate) struct Render {
+    dialect: Dialect,
+    project: String,
+    aliases: usize,
+}
+
+impl Render {
+    pub(crate) fn new(dialect: Dialect, project: &str) -> Render {
+        Render {
+            dialect,
+            project: project.to_owned(),
+            aliases: 0,
+        }
+    }
+
+    fn alias(&mut self, prefix: &str) -> String {
+        self.aliases += 1;
+        format!("{prefix}{}", self.aliases)
+    }
+
+    /// `pred` on the row aliased `row`, as the WHERE of its statement; also whether a set
+    /// drives it (on SQLite, which then reads that set first).
+    pub(crate) fn conjunction(&mut self, pred: &Pred, row: &str, mode: Mode) -> (String, bool) {
+        let items = conjuncts(pred);
+        if items.is_empty() {
+            return ("1 = 1".into(), false);
+        }
+        let driver = self.driver(&items, mode);
+        (self.conjuncts(&items, driver, row, mode), driver.is_some())
+    }
+
+    /// On SQLite, when the set that drives `pred` (on the row `r`) selects its index rows by
+    /// one value of every lookup key column, those rows are in `rid` order: a page in `rid`
+    /// order can then read them as a join, stopping at the page's end, instead of reading the
+    /// whole set first (a common value of an unselective parameter is thousands of rows). The
+    /// driving index rows are aliased `d`; returns their table, their condition, and the rest
+    /// of `pred` (all checks).
+    pub(crate) fn ordered_driver(&mut self, pred: &Pred) -> Option<(&'static str, String, String)> {
+        let items = conjuncts(pred);
+        let driver = self.driver(&items, Mode::Drive)?;
+        let Pred::Set {
+            set:
+                Set::Index {
+                    table,
+                    cond,
+                    ordered: true,
+                    ..
+                },
+            ..
+        } = items[driver]
+        else {
+            return None;
+        };
+        let rest: Vec<&Pred> = items
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != driver)
+            .map(|(_, p)| *p)
+            .collect();
+        let rest = if rest.is_empty() {
+            "1 = 1".to_owned()
+        } else {
+            self.conjuncts(&rest, None, "r", Mode::Check)
+        };
+        Some((table, cond.replace("{i}", "d"), rest))
+    }
+
+    /// Which conjunct drives: on SQLite in `Drive` mode, the most selective positive set (by
+    /// rank, then by position), unless `_id` is given or none is selective enough.
+    fn driver(&self, items: &[&Pred], mode: Mode) -> Option<usize> {
+        if self.dialect != Dialect::Sqlite || mode != Mode::Drive {
+            return None;
+        }
+        let by_id = items
+            .iter()
+            .any(|p| matches!(p, Pred::Row { rank, .. } if *rank >= ID_RANK));
+        if by_id {
+            return None;
+        }
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                Pred::Set {
+                    set,
+                    negated: false,
+                } if set.rank() >= DRIVER_RANK => Some((i, set.rank())),
+                _ => None,
+            })
+            .min_by_key(|(i, rank)| (u8::MAX - rank, *i))
+            .map(|(i, _)| i)
+    }
+
+    fn conjuncts(
+        &mut self,
+        items: &[&Pred],
+        driver: Option<usize>,
+        row: &str,
+        mode: Mode,
+    ) -> String {
+        let mut parts = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let sql = match item {
+                Pred::Set {
+                    set,
+                    negated: false,
+                } if Some(i) == driver
+                    || (self.dialect == Dialect::Postgres && mode == Mode::Drive) =>
+                {
+                    format!("{row}.rid IN ({})", self.select(set))
+                }
+                p => self.expr(p, row),
+            };
+            parts.push(sql);
+        }
+        parts.join(" AND ")
+    }
+
+    /// `pred` where it is not a conjunct of the statement (inside OR, NOT): sets are checks.
+    fn expr(&mut self, pred: &Pred, row: &str) -> String {
+        match pred {
+            Pred::Const(true) => "1 = 1".into(),
+            Pred::Const(false) => "1 = 0".into(),
+            Pred::Row { sql, .. } => format!("({})", sql.replace("{a}", row)),
+            Pred::Set { set, negated } => {
+                let exists = self.exists(set, row);
+                if *negated {
+                    format!("NOT {exists}")
+                } else {
+                    exists
+                }
+            }
+            Pred::And(all) => {
+                let parts: Vec<String> = all.iter().map(|p| self.expr(p, row)).collect();
+                format!("({})", parts.join(" AND "))
+            }
+            Pred::Or(any) => {
+                let parts: Vec<String> = any.iter().map(|p| self.expr(p, row)).collect();
+                format!("({})", parts.join(" OR "))
+            }
+        }
+    }
+
+    /// `SELECT <rid> FROM ... WHERE ...`: the set, uncorrelated.
+    pub(crate) fn select(&mut self, set: &Set) -> String {
+        let sqlite = self.dialect == Dialect::Sqlite;
+        match set {
+            Set::Index { table, cond, .. } => {
+                let i = self.alias("i");
+                format!(
+                    "SELECT {i}.rid FROM {table} {i} WHERE {}",
+                    cond.replace("{i}", &i)
+                )
+            }
+            Set::Chain { cond, target, .. } => {
+                let (i, t) = (self.alias("i"), self.alias("t"));
+                let cond = cond.replace("{i}", &i);
+                let (target, driven) = self.conjunction(target, &t, Mode::Drive);
+                let join =
+                    format!("{t}.resource_type = {i}.target_type AND {t}.id = {i}.target_id");
+                if sqlite && driven {
+                    // The target rows first, then their referrers by the lookup key.
+                    format!(
+                        "SELECT {i}.rid FROM resources {t} CROSS JOIN reference_idx {i} WHERE {target} AND {cond} AND {join}"
+                    )
+                } else if sqlite {
+                    format!(
+                        "SELECT {i}.rid FROM reference_idx {i} CROSS JOIN resources {t} WHERE {cond} AND {join} AND {target}"
+                    )
+                } else {
+                    format!(
+                        "SELECT {i}.rid FROM reference_idx {i} JOIN resources {t} ON {join} WHERE {cond} AND {target}"
+                    )
+                }
+            }
+            Set::Has { cond, source, .. } => {
+                let (i, s, x) = (self.alias("i"), self.alias("s"), self.alias("x"));
+                let cond = cond.replace("{i}", &i);
+                let (source, driven) = self.conjunction(source, &s, Mode::Drive);
+                let target =
+                    format!("{x}.resource_type = {i}.target_type AND {x}.id = {i}.target_id");
+                if sqlite && driven {
+                    // The sources first, then their reference rows by `rid`.
+                    format!(
+                        "SELECT {x}.rid FROM resources {s} CROSS JOIN reference_idx {i} INDEXED BY reference_idx_rid CROSS JOIN resources {x} WHERE {source} AND {i}.rid = {s}.rid AND {cond} AND {target}"
+                    )
+                } else if sqlite {
+                    format!(
+                        "SELECT {x}.rid FROM reference_idx {i} CROSS JOIN resources {s} CROSS JOIN resources {x} WHERE {cond} AND {s}.rid = {i}.rid AND {source} AND {target}"
+                    )
+                } else {
+                    format!(
+                        "SELECT {x}.rid FROM reference_idx {i} JOIN resources {s} ON {s}.rid = {i}.rid JOIN resources {x} ON {target} WHERE {cond} AND {source}"
+                    )
+                }
+            }
+            Set::Rows(pred) => {
+                let x = self.alias("x");
+                let (sql, _) = self.conjunction(pred, &x, Mode::Drive);
+                format!(
+                    "SELECT {x}.rid FROM resources {x} WHERE {x}.project_key = {} AND {sql}",
+                    self.project
+                )
+            }
+            Set::Union(sets) => {
+                let parts: Vec<String> = sets.iter().map(|s| self.select(s)).collect();
+                parts.join(" UNION ALL ")
+            }
+        }
+    }
+
+    /// `EXISTS (...)`: whether the row `row` is in the set, probed by its key.
+    fn exists(&mut self, set: &Set, row: &str) -> String {
+        let sqlite = self.dialect == Dialect::Sqlite;
+        match set {
+            Set::Index {
+                table, cond, point, ..
+            } => {
+                let i = self.alias("i");
+                let hint = if sqlite && !point {
+                    format!(" INDEXED BY {table}_rid")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "EXISTS (SELECT 1 FROM {table} {i}{hint} WHERE {} AND {i}.rid = {row}.rid)",
+                    cond.replace("{i}", &i)
+                )
+            }
+            Set::Chain { cond, target, .. } => {
+                let (i, t) = (self.alias("i"), self.alias("t"));
+                let hint = if sqlite {
+                    " INDEXED BY reference_idx_rid"
+                } else {
+                    ""
+                };
+                let cond = cond.replace("{i}", &i);
+                let (target, _) = self.conjunction(target, &t, Mode::Check);
+                format!(
+                    "EXISTS (SELECT 1 FROM reference_idx {i}{hint} CROSS JOIN resources {t} WHERE {i}.rid = {row}.rid AND {cond} AND {t}.resource_type = {i}.target_type AND {t}.id = {i}.target_id AND {target})"
+                )
+            }
+            Set::Has { cond, source, .. } => {
+                let (i, s) = (self.alias("i"), self.alias("s"));
+                let cond = cond.replace("{i}", &i);
+                let (source, _) = self.conjunction(source, &s, Mode::Check);
+                format!(
+                    "EXISTS (SELECT 1 FROM reference_idx {i} CROSS JOIN resources {s} WHERE {cond} AND {i}.target_id = {row}.id AND {i}.target_type = {row}.resource_type AND {s}.rid = {i}.rid AND {source})"
+                )
+            }
+            Set::Rows(pred) => self.expr(pred, row),
+            Set::Union(sets) => {
+                let parts: Vec<String> = sets.iter().map(|s| self.exists(s, row)).collect();
+                format!("({})", parts.join(" OR "))
+            }
+        }
+    }
+}
