@@ -72,7 +72,8 @@ e2e!(one_winner_per_version, |srv| async move {
                 let current: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
                 let version = current["meta"]["versionId"].as_str().unwrap().to_owned();
                 let mut body = current.clone();
-                body["multipleBirthInteger"] = json!(i * 100 + attempt);
+                // Distinct from every round-1 value, so that no write is an unchanged update.
+                body["multipleBirthInteger"] = json!(1000 + i * 100 + attempt);
                 let (status, resp) = put_if_match(&client, &url, &body, &version).await;
                 match status {
                     200 => won.push((
