@@ -1,6 +1,8 @@
 //! Every write is one database transaction: the resource row, its history row and its index rows
 //! commit together or not at all. Checked by reading the tables directly, on both backends.
 
+mod common;
+
 use oxmed_fhir::index_value::{IndexEntry, IndexValue};
 use oxmed_store::{Decision, NewVersion, Store, Target, WriteOp};
 
@@ -74,21 +76,21 @@ async fn counts(store: &Store, url: &str) -> (i64, i64, i64) {
     }
 }
 
-async fn check(url: &str) {
-    let store = Store::open(url).await.expect("open store");
+async fn check(db: common::Db) {
+    let (store, url) = (&db.store, db.url.as_str());
     // A failure after a successful op rolls the successful one back too, in every table.
     let err = store
         .execute(PROJECT, vec![create("a"), failing()])
         .await
         .expect_err("the second op fails");
     assert!(err.to_string().contains("refused on purpose"), "{err}");
-    assert_eq!(counts(&store, url).await, (0, 0, 0));
+    assert_eq!(counts(store, url).await, (0, 0, 0));
     assert!(store.read("Patient", "a").await.unwrap().is_none());
 
     // A successful write lands in all three tables at once.
     let out = store.execute(PROJECT, vec![create("b")]).await.unwrap();
     assert!(out[0].written && out[0].created);
-    assert_eq!(counts(&store, url).await, (1, 1, 1));
+    assert_eq!(counts(store, url).await, (1, 1, 1));
 
     // Creating the same id again is a conflict and leaves nothing behind.
     let err = store
@@ -99,40 +101,18 @@ async fn check(url: &str) {
         matches!(err, oxmed_store::StoreError::Conflict(..)),
         "{err}"
     );
-    assert_eq!(counts(&store, url).await, (1, 1, 1));
+    assert_eq!(counts(store, url).await, (1, 1, 1));
     store.close().await;
 }
 
 #[tokio::test]
 async fn one_transaction_sqlite() {
-    let dir = std::env::temp_dir().join(format!("oxmed-store-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    check(&format!("sqlite://{}", dir.join("t.db").display())).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    check(common::sqlite().await).await;
 }
 
 #[tokio::test]
 async fn one_transaction_postgres() {
-    let server = match std::env::var("OXMED_TEST_POSTGRES_URL") {
-        Ok(u) if !u.is_empty() => u,
-        _ => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "OXMED_TEST_POSTGRES_URL must be set under CI"
-            );
-            eprintln!("skipping: OXMED_TEST_POSTGRES_URL is not set");
-            return;
-        }
-    };
-    let name = format!("oxmed_store_{}", uuid::Uuid::new_v4().simple());
-    let (client, conn) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let (prefix, _) = server.rsplit_once('/').unwrap();
-    check(&format!("{prefix}/{name}")).await;
+    if let Some(db) = common::postgres().await {
+        check(db).await;
+    }
 }
