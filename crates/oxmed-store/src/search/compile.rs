@@ -587,6 +587,23 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// What a resource of `resource_type` reached through a chain or `_has` must satisfy: be of
+    /// the project and live, be visible under the restriction, and meet `inner`.
+    fn related(
+        &mut self,
+        resource_type: &str,
+        inner: &Condition,
+        restricted: bool,
+    ) -> Result<Pred, StoreError> {
+        let scope = Scope::One(resource_type.to_owned());
+        let mut preds = vec![self.base(&scope)];
+        if restricted {
+            preds.push(self.restriction(&scope)?);
+        }
+        preds.push(self.condition(&scope, inner, restricted)?);
+        Ok(and(preds))
+    }
+
     fn chain(
         &mut self,
         scope: &Scope,
@@ -595,13 +612,7 @@ impl<'a> Compiler<'a> {
         inner: &Condition,
         restricted: bool,
     ) -> Result<Pred, StoreError> {
-        let target_scope = Scope::One(target_type.to_owned());
-        let mut target = vec![self.base(&target_scope)];
-        if restricted {
-            target.push(self.restriction(&target_scope)?);
-        }
-        target.push(self.condition(&target_scope, inner, restricted)?);
-        let target = and(target);
+        let target = self.related(target_type, inner, restricted)?;
         if target == Pred::Const(false) {
             return Ok(target);
         }
@@ -630,12 +641,7 @@ impl<'a> Compiler<'a> {
         restricted: bool,
     ) -> Result<Pred, StoreError> {
         let source_scope = Scope::One(source_type.to_owned());
-        let mut source = vec![self.base(&source_scope)];
-        if restricted {
-            source.push(self.restriction(&source_scope)?);
-        }
-        source.push(self.condition(&source_scope, inner, restricted)?);
-        let source = and(source);
+        let source = self.related(source_type, inner, restricted)?;
         if source == Pred::Const(false) {
             return Ok(source);
         }

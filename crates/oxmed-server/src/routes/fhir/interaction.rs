@@ -283,13 +283,9 @@ fn write_response(state: &AppState, w: &Written, headers: &HeaderMap, fmt: &Form
             out
         }
         Return::OperationOutcome => {
-            let outcome = json_response(status, &all_ok("OK"), fmt);
-            let (parts, body) = outcome.into_parts();
+            let (_, body) = json_response(status, &all_ok("OK"), fmt).into_parts();
             *resp.body_mut() = body;
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                parts.headers[header::CONTENT_TYPE].clone(),
-            );
+            // resource_response already set the FHIR JSON content type, which fits the outcome.
             resp
         }
     }
