@@ -205,7 +205,12 @@ pub fn resource_response(
 
 /// A response carrying a JSON value (a Bundle, an OperationOutcome, the CapabilityStatement).
 pub fn json_response(status: StatusCode, value: &Value, format: &Format) -> Response {
-    let mut resp = (status, format.to_body(value)).into_response();
+    json_body_response(status, format.to_body(value))
+}
+
+/// A FHIR JSON body already written.
+pub fn json_body_response(status: StatusCode, body: String) -> Response {
+    let mut resp = (status, body).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     resp

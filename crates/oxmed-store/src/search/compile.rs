@@ -177,6 +177,15 @@ impl Set {
             Set::Union(sets) => sets.iter().map(Set::rank).min().unwrap_or(0),
         }
     }
+
+    /// Whether a check of this set needs nothing of the row but its `rid`.
+    pub(crate) fn keyed_by_rid(&self) -> bool {
+        match self {
+            Set::Index { .. } | Set::Chain { .. } => true,
+            Set::Has { .. } | Set::Rows(_) => false,
+            Set::Union(sets) => sets.iter().all(Set::keyed_by_rid),
+        }
+    }
 }
 
 impl Pred {

@@ -179,11 +179,12 @@ pub(crate) fn plan(
             format!(" LIMIT {limit}")
         };
         let exprs: Vec<&str> = columns.iter().map(|c| c.expr.as_str()).collect();
-        if let Some((table, driver, rest)) = &ordered {
+        if let Some(d) = &ordered {
             // `GROUP BY d.rid`: one row per resource (it may have several matching index
             // rows), streamed, since `d` is read in `rid` order.
             let mut sql = format!(
-                "SELECT r.rid, {RESOURCE_COLUMNS} FROM {table} d CROSS JOIN resources r WHERE {driver} AND r.rid = d.rid AND {rest}"
+                "SELECT r.rid, {RESOURCE_COLUMNS} FROM {} d CROSS JOIN resources r WHERE {} AND {} AND r.rid = d.rid AND {}",
+                d.table, d.cond, d.early, d.late
             );
             if let Some(c) = &cursor {
                 sql.push_str(&format!(" AND d.rid > {}", compiler.params.int(c.rid)));

@@ -25,6 +25,17 @@ fn conjuncts(pred: &Pred) -> Vec<&Pred> {
     }
 }
 
+/// See [`Render::ordered_driver`].
+pub(crate) struct OrderedDriver {
+    pub(crate) table: &'static str,
+    /// On the driving index rows `d`.
+    pub(crate) cond: String,
+    /// Checks on `d.rid`.
+    pub(crate) early: String,
+    /// Checks on the resource row `r`.
+    pub(crate) late: String,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
     /// A top-level conjunction: a set may drive.
@@ -69,8 +80,9 @@ impl Render {
     /// order can then read them as a join, stopping at the page's end, instead of reading the
     /// whole set first (a common value of an unselective parameter is thousands of rows). The
     /// driving index rows are aliased `d`; returns their table, their condition, and the rest
-    /// of `pred` (all checks).
-    pub(crate) fn ordered_driver(&mut self, pred: &Pred) -> Option<(&'static str, String, String)> {
+    /// of `pred` (all checks), split into the checks that need only `rid`, written on `d` so that
+    /// SQLite runs them before it looks up the resource row, and the others, on `r`.
+    pub(crate) fn ordered_driver(&mut self, pred: &Pred) -> Option<OrderedDriver> {
         let items = conjuncts(pred);
         let driver = self.driver(&items, Mode::Drive)?;
         let Pred::Set {
@@ -86,18 +98,27 @@ impl Render {
         else {
             return None;
         };
-        let rest: Vec<&Pred> = items
+        let (early, late): (Vec<&Pred>, Vec<&Pred>) = items
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != driver)
             .map(|(_, p)| *p)
-            .collect();
-        let rest = if rest.is_empty() {
-            "1 = 1".to_owned()
-        } else {
-            self.conjuncts(&rest, None, "r", Mode::Check)
+            .partition(|p| matches!(p, Pred::Set { set, .. } if set.keyed_by_rid()));
+        let mut checks = |preds: &[&Pred], row: &str| {
+            if preds.is_empty() {
+                "1 = 1".to_owned()
+            } else {
+                self.conjuncts(preds, None, row, Mode::Check)
+            }
         };
-        Some((table, cond.replace("{i}", "d"), rest))
+        let early = checks(&early, "d");
+        let late = checks(&late, "r");
+        Some(OrderedDriver {
+            table,
+            cond: cond.replace("{i}", "d"),
+            early,
+            late,
+        })
     }
 
     /// Which conjunct drives: on SQLite in `Drive` mode, the most selective positive set (by

@@ -30,14 +30,22 @@ struct Inner {
     path: String,
     keys: Arc<ProjectKeys>,
     readers: Mutex<Vec<Connection>>,
+    /// Bounds the readers running on the blocking pool, so that the connections they use stay
+    /// open between requests instead of being opened and closed under load.
+    blocking_readers: tokio::sync::Semaphore,
     writer: Mutex<Option<writer::WriterHandle>>,
     checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
     closing: Arc<AtomicBool>,
 }
 
-/// Readers kept open for reuse; more may be opened under load and are closed when returned to a
-/// full pool.
-const POOL_SIZE: usize = 16;
+/// Readers that may run on the blocking pool at once. SQLite readers are CPU-bound once pages are
+/// cached, so more than a few per core only queue in the kernel instead of here.
+const BLOCKING_READERS: usize = 16;
+
+/// Readers kept open for reuse: the blocking ones plus the point reads that run directly on the
+/// async worker threads (one per core at most). A connection is opened when none is free and
+/// closed on return only beyond this; reopening costs a file mapping and its statement cache.
+const POOL_SIZE: usize = BLOCKING_READERS + 16;
 
 impl SqliteStore {
     pub fn open(path: &str) -> Result<SqliteStore, StoreError> {
@@ -58,6 +66,7 @@ impl SqliteStore {
                 path: path.to_owned(),
                 keys,
                 readers: Mutex::new(Vec::new()),
+                blocking_readers: tokio::sync::Semaphore::new(BLOCKING_READERS),
                 writer: Mutex::new(Some(writer)),
                 checkpointer: Mutex::new(Some(checkpointer)),
                 closing,
@@ -86,6 +95,12 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        let _permit = self
+            .inner
+            .blocking_readers
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Corrupt("the store is closed".into()))?;
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.with_reader(f))
             .await
