@@ -3,6 +3,7 @@
 
 Subcommands:
   free-port                                  print a free TCP port on 127.0.0.1
+  token BASE                                 sign in as the bench super admin; print the access token
   wait-health BASE PID SECONDS               wait until BASE/healthcheck answers ok (fails if PID exits)
   seed BASE OUT COUNT VERSIONS CONCURRENCY   create COUNT Patients with VERSIONS versions each; ids to OUT
   count-versions BASE IDS                    print the versions beyond the first, summed over the pool
@@ -14,9 +15,12 @@ Subcommands:
   problems ROWS                              print one line per row with non-2xx, socket errors or a crash
 """
 
+import base64
+import hashlib
 import http.client
 import json
 import os
+import secrets
 import sys
 import threading
 import time
@@ -33,6 +37,54 @@ def split_base(base):
     if u.hostname not in ("127.0.0.1", "localhost", "::1") and not (u.hostname or "").startswith("127."):
         fail(f"refusing a non-loopback address: {base}")
     return u.hostname, u.port, u.path.rstrip("/")
+
+
+# The super admin every benchmark server is started with (see server_env()).
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "bench-admin-password"
+
+# Headers that authenticate a request; filled by sign_in().
+AUTH = {}
+
+
+def server_env():
+    """What a benchmark server is started with, besides where it listens and stores: a known
+    super admin, and no per-address rate limit (the load comes from one address)."""
+    return {"OXMED_ADMIN_EMAIL": ADMIN_EMAIL, "OXMED_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "OXMED_RATE_LIMIT": "0", "OXMED_AUTH_RATE_LIMIT": "0"}
+
+
+def sign_in(base):
+    """Signs in as the super admin (password, then the code grant with PKCE S256); returns the
+    access token and sets AUTH."""
+    host, port, _ = split_base(base)
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    conn = http.client.HTTPConnection(host, port, timeout=60)
+    try:
+        conn.request("POST", "/auth/login", json.dumps({
+            "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD,
+            "codeChallenge": challenge, "codeChallengeMethod": "S256"}),
+            {"Content-Type": "application/json"})
+        r = conn.getresponse()
+        login = json.loads(r.read() or b"{}")
+        if r.status != 200 or "code" not in login:
+            fail(f"sign-in failed: HTTP {r.status} {login}")
+        form = urllib.parse.urlencode({"grant_type": "authorization_code", "code": login["code"],
+                                       "code_verifier": verifier})
+        conn.request("POST", "/oauth2/token", form, {"Content-Type": "application/x-www-form-urlencoded"})
+        r = conn.getresponse()
+        tokens = json.loads(r.read() or b"{}")
+        if r.status != 200 or "access_token" not in tokens:
+            fail(f"token request failed: HTTP {r.status} {tokens}")
+    finally:
+        conn.close()
+    AUTH["Authorization"] = "Bearer " + tokens["access_token"]
+    return tokens["access_token"]
+
+
+def token(base):
+    print(sign_in(base))
 
 
 def free_port():
@@ -106,7 +158,8 @@ def seed(base, out, count, versions, concurrency):
         fail("seed: COUNT and VERSIONS must be at least 1")
     ids = [None] * count
     errors = []
-    headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+    sign_in(base)
+    headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json", **AUTH}
     next_index = [0]
     lock = threading.Lock()
 
@@ -156,12 +209,13 @@ def count_versions(base, ids_file):
     host, port, prefix = split_base(base)
     with open(ids_file) as f:
         ids = [line.strip() for line in f if line.strip()]
+    sign_in(base)
     conn = http.client.HTTPConnection(host, port, timeout=60)
     extra = 0
     for pid in ids:
         path = f"{prefix}/Patient/{pid}/_history?_count=1000"
         while path:
-            conn.request("GET", path, headers={"Accept": "application/fhir+json"})
+            conn.request("GET", path, headers={"Accept": "application/fhir+json", **AUTH})
             r = conn.getresponse()
             data = r.read()
             if r.status != 200:
@@ -274,6 +328,7 @@ def problems(rows_file):
 def main(argv):
     cmds = {
         "free-port": (free_port, 0),
+        "token": (token, 1),
         "wait-health": (wait_health, 3),
         "seed": (seed, 5),
         "count-versions": (count_versions, 2),

@@ -19,6 +19,8 @@ import sys
 import threading
 import time
 
+import bench  # bench/lib/bench.py: the headers that authenticate (AUTH)
+
 PATIENTS_AT_SCALE_1 = 10_000
 OBS_PER_PATIENT = 100
 
@@ -216,7 +218,7 @@ def _transaction(resources):
 
 def _post_bundle(conn, prefix, resources):
     body = json.dumps(_transaction(resources), separators=(",", ":"))
-    conn.request("POST", prefix + "/", body, HEADERS)
+    conn.request("POST", prefix + "/", body, {**HEADERS, **bench.AUTH})
     r = conn.getresponse()
     data = r.read()
     if r.status != 200:

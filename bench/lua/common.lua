@@ -4,6 +4,20 @@
 --
 -- Arguments after `--` on the wrk command line: <pool ids file or "-"> <label>.
 
+-- The bearer token the harness signed in with (bench/lib/bench.py sign_in): every request
+-- carries it, also those whose script passes its own headers.
+local token = os.getenv("OXMED_BENCH_TOKEN")
+if token ~= nil and token ~= "" then
+  local format = wrk.format
+  wrk.headers["Authorization"] = "Bearer " .. token
+  wrk.format = function(method, path, headers, body)
+    local h = {}
+    for k, v in pairs(wrk.headers) do h[k] = v end
+    for k, v in pairs(headers or {}) do h[k] = v end
+    return format(method, path, h, body)
+  end
+end
+
 local threads = {}
 local thread_count = 0
 

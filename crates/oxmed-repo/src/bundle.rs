@@ -170,7 +170,7 @@ async fn transaction(
         kinds.push((i, p.kind));
         ops.push(p.op);
     }
-    let outcomes = repo.store().execute(&ctx.project, ops).await?;
+    let outcomes = repo.execute(&ctx.project, ops).await?;
     let mut out: Vec<Value> = vec![Value::Null; entries.len()];
     for ((i, kind), outcome) in kinds.into_iter().zip(outcomes) {
         out[i] = write_response(&written(kind, outcome));

@@ -22,6 +22,10 @@ pub enum RepoError {
     Conflict(String),
     #[error("storage: {0}")]
     Store(StoreError),
+    /// A fault of the server itself (stored data it cannot read, a malformed internal query):
+    /// 500, with the cause logged and never sent.
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 fn first_detail(issues: &[Issue]) -> &str {
@@ -64,7 +68,7 @@ impl RepoError {
             RepoError::PreconditionFailed(_) => 412,
             RepoError::Conflict(_) => 409,
             RepoError::Store(StoreError::Closed) => 503,
-            RepoError::Store(_) => 500,
+            RepoError::Store(_) | RepoError::Internal(_) => 500,
         }
     }
 
@@ -81,7 +85,9 @@ impl RepoError {
             RepoError::Store(StoreError::Closed) => {
                 Issue::error("transient", "The server is shutting down")
             }
-            RepoError::Store(_) => Issue::error("exception", "Internal server error"),
+            RepoError::Store(_) | RepoError::Internal(_) => {
+                Issue::error("exception", "Internal server error")
+            }
         };
         operation_outcome(&[issue])
     }

@@ -3,24 +3,34 @@
 //! resources and turns each FHIR interaction into store operations that run in one transaction.
 
 mod bundle;
+mod changes;
 mod conditional;
 mod error;
 pub mod meta;
 mod search;
+mod system;
 mod write;
 
 use oxmed_fhir::definitions::Definitions;
-use oxmed_store::{HistoryCursor, HistoryQuery, HistoryScope, Store, StoredResource};
+use oxmed_store::{
+    HistoryCursor, HistoryQuery, HistoryScope, Store, StoredResource, WriteOp, WriteOutcome,
+};
 
 pub use bundle::BundleKind;
+pub use changes::{Change, Listener};
 pub use conditional::is_supported as is_search_supported;
 pub use error::RepoError;
 pub use search::SearchOptions;
+pub use system::{Scope, parse_stored};
 pub use write::{WriteRequest, Written};
 
-/// The project every resource belongs to until projects are managed: a fixed id so that data
-/// written now keeps its project when projects arrive.
-pub const DEFAULT_PROJECT: &str = "00000000-0000-0000-0000-000000000001";
+/// The partition of the server's own, project-less resources: server-scoped Users, Logins,
+/// signing keys. It is not a Project resource: no membership can name it, so no caller's request
+/// is ever scoped to it; only the system reads and writes there.
+pub const SERVER_PROJECT: &str = "00000000-0000-0000-0000-000000000001";
+
+/// Before projects were managed every resource was written here; kept as a name for tests.
+pub const DEFAULT_PROJECT: &str = SERVER_PROJECT;
 
 /// Who is asking, and on behalf of which project.
 #[derive(Debug, Clone)]
@@ -31,10 +41,15 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// The server itself, in the default project.
+    /// The server itself, in its own partition ([`SERVER_PROJECT`]).
     pub fn system() -> RequestContext {
+        Self::system_in(SERVER_PROJECT)
+    }
+
+    /// The server itself, writing into `project` (its bookkeeping: a membership, a client).
+    pub fn system_in(project: &str) -> RequestContext {
         RequestContext {
-            project: DEFAULT_PROJECT.to_owned(),
+            project: project.to_owned(),
             author: None,
         }
     }
@@ -43,6 +58,7 @@ impl RequestContext {
 #[derive(Clone)]
 pub struct Repository {
     store: Store,
+    listeners: changes::Listeners,
 }
 
 /// A page of history, newest first, and where the next page starts.
@@ -53,7 +69,27 @@ pub struct HistoryPage {
 
 impl Repository {
     pub fn new(store: Store) -> Repository {
-        Repository { store }
+        Repository {
+            store,
+            listeners: changes::Listeners::default(),
+        }
+    }
+
+    /// Calls `listener` after every committed write with each version written, before the
+    /// write returns.
+    pub fn on_change(&self, listener: Listener) {
+        self.listeners.add(listener);
+    }
+
+    /// Every write goes through here, so that listeners hear of it.
+    pub(crate) async fn execute(
+        &self,
+        project: &str,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<WriteOutcome>, RepoError> {
+        let outcomes = self.store.execute(project, ops).await?;
+        self.listeners.notify(&outcomes);
+        Ok(outcomes)
     }
 
     pub fn store(&self) -> &Store {
@@ -179,7 +215,7 @@ impl Repository {
         request: WriteRequest,
     ) -> Result<Written, RepoError> {
         let op = write::prepare(ctx, request, None)?;
-        let mut outcomes = self.store.execute(&ctx.project, vec![op.op]).await?;
+        let mut outcomes = self.execute(&ctx.project, vec![op.op]).await?;
         let outcome = outcomes
             .pop()
             .ok_or_else(|| RepoError::Conflict("the store returned no outcome".into()))?;

@@ -11,6 +11,11 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// Now, in microseconds since the Unix epoch.
+pub fn now_micros() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
+}
+
 /// `meta.lastUpdated` text for a timestamp in microseconds (always whole milliseconds here).
 pub fn instant(micros: i64) -> String {
     let t = OffsetDateTime::from_unix_timestamp_nanos(micros as i128 * 1000)

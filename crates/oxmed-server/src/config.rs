@@ -34,6 +34,25 @@ pub struct ServeArgs {
     /// Log filter, in `tracing` EnvFilter syntax [default: info].
     #[arg(long, env = "OXMED_LOG")]
     pub log: Option<String>,
+    /// Email of the super admin created on first start [default: admin@example.com].
+    #[arg(long, env = "OXMED_ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+    /// Password of that super admin; without it a random one is generated and printed once.
+    #[arg(long, env = "OXMED_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// bcrypt cost of new password hashes [default: 10].
+    #[arg(long, env = "OXMED_BCRYPT_COST")]
+    pub bcrypt_cost: Option<u32>,
+    /// How many `X-Forwarded-For` hops to trust for the client address [default: 0].
+    #[arg(long, env = "OXMED_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<usize>,
+    /// Requests per minute per client address to `/auth/*` and `/oauth2/*`; 0 turns the
+    /// limit off [default: 160].
+    #[arg(long, env = "OXMED_AUTH_RATE_LIMIT")]
+    pub auth_rate_limit: Option<u32>,
+    /// Requests per minute per client address to everything; 0 turns it off [default: 60000].
+    #[arg(long, env = "OXMED_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -46,9 +65,19 @@ struct FileConfig {
     max_body_size: Option<usize>,
     max_count: Option<usize>,
     log: Option<String>,
+    admin_email: Option<String>,
+    admin_password: Option<String>,
+    bcrypt_cost: Option<u32>,
+    trusted_proxies: Option<usize>,
+    auth_rate_limit: Option<u32>,
+    rate_limit: Option<u32>,
 }
 
-#[derive(Debug, Clone)]
+/// The super admin of [`Config::for_tests`].
+pub const TEST_ADMIN_EMAIL: &str = "admin@example.com";
+pub const TEST_ADMIN_PASSWORD: &str = "test-admin-password";
+
+#[derive(Clone)]
 pub struct Config {
     pub listen: String,
     pub base_url: String,
@@ -57,6 +86,26 @@ pub struct Config {
     pub max_body_size: usize,
     pub max_count: usize,
     pub log: String,
+    pub admin_email: String,
+    /// Never printed by `Debug`.
+    pub admin_password: Option<String>,
+    pub bcrypt_cost: u32,
+    pub trusted_proxies: usize,
+    pub auth_rate_limit: u32,
+    pub rate_limit: u32,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("base_url", &self.base_url)
+            .field("data_dir", &self.data_dir)
+            .field("max_body_size", &self.max_body_size)
+            .field("max_count", &self.max_count)
+            .field("admin_email", &self.admin_email)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +161,16 @@ impl Config {
                 .clone()
                 .or(file.log)
                 .unwrap_or_else(|| "info".into()),
+            admin_email: args
+                .admin_email
+                .clone()
+                .or(file.admin_email)
+                .unwrap_or_else(|| "admin@example.com".into()),
+            admin_password: args.admin_password.clone().or(file.admin_password),
+            bcrypt_cost: args.bcrypt_cost.or(file.bcrypt_cost).unwrap_or(10),
+            trusted_proxies: args.trusted_proxies.or(file.trusted_proxies).unwrap_or(0),
+            auth_rate_limit: args.auth_rate_limit.or(file.auth_rate_limit).unwrap_or(160),
+            rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(60_000),
         })
     }
 
@@ -125,6 +184,13 @@ impl Config {
             max_body_size: 16 * 1024 * 1024,
             max_count: 1000,
             log: "warn".into(),
+            admin_email: TEST_ADMIN_EMAIL.into(),
+            admin_password: Some(TEST_ADMIN_PASSWORD.into()),
+            // The lowest cost bcrypt allows: tests sign in often and measure nothing of it.
+            bcrypt_cost: 4,
+            trusted_proxies: 0,
+            auth_rate_limit: 160,
+            rate_limit: 60_000,
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod error;
 pub mod fhir_json;
+pub mod middleware;
 mod query;
 mod routes;
 mod summary;
@@ -12,10 +13,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::ServiceExt;
+use oxmed_auth::{Auth, AuthConfig};
 use oxmed_repo::Repository;
 use oxmed_store::Store;
 use tokio::net::TcpListener;
-use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 
 pub use config::{Config, ServeArgs};
@@ -25,12 +26,17 @@ pub use config::{Config, ServeArgs};
 pub struct AppState {
     pub repo: Repository,
     pub config: Arc<Config>,
+    pub auth: Arc<Auth>,
+    /// Consecutive failed passwords per account (lockout with back-off).
+    pub failures: Arc<middleware::FailureLimiter>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot open the database: {0}")]
     Store(#[from] oxmed_store::StoreError),
+    #[error("cannot start the authorization server: {0}")]
+    Auth(#[from] oxmed_auth::AuthFailure),
     #[error("cannot listen on {0}: {1}")]
     Listen(String, std::io::Error),
     #[error("server error: {0}")]
@@ -52,9 +58,39 @@ pub async fn prepare(config: Config) -> Result<(AppState, TcpListener), ServeErr
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|e| ServeError::Listen(config.listen.clone(), e))?;
+    let mut config = config;
+    // Port 0 picks a free port; a base URL left to its default follows the port picked, since
+    // it is also the token issuer.
+    if let Ok(addr) = listener.local_addr()
+        && config.base_url == format!("http://{}/", config.listen)
+        && config.listen.ends_with(":0")
+    {
+        config.base_url = format!("http://{addr}/");
+    }
+    let repo = Repository::new(store);
+    let mut auth_config = AuthConfig::new(&config.base_url);
+    auth_config.admin_email = config.admin_email.clone();
+    auth_config.admin_password = config.admin_password.clone();
+    auth_config.bcrypt_cost = config.bcrypt_cost;
+    let (auth, seeded) = Auth::start(repo.clone(), auth_config).await?;
+    if let Some(seeded) = seeded {
+        // On the console, once, and not through the log: the log may be shipped elsewhere.
+        match &seeded.generated_password {
+            Some(password) => eprintln!(
+                "oxmed: created the super admin {} with the password {password} (shown once; change it after signing in)",
+                seeded.email
+            ),
+            None => eprintln!(
+                "oxmed: created the super admin {} with the configured password",
+                seeded.email
+            ),
+        }
+    }
     let state = AppState {
-        repo: Repository::new(store),
+        repo,
         config: Arc::new(config),
+        auth,
+        failures: Arc::new(middleware::FailureLimiter::default()),
     };
     Ok((state, listener))
 }
@@ -66,12 +102,30 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let store = state.repo.store().clone();
+    let limiter = Arc::new(middleware::IpRateLimiter::new(middleware::RateLimits {
+        auth_per_minute: state.config.auth_rate_limit,
+        general_per_minute: state.config.rate_limit,
+    }));
+    let trusted_proxies = state.config.trusted_proxies;
     // `[base]/` and `[base]` are the same endpoint to FHIR clients (Medplum's client posts
-    // batches to `fhir/R4/`); trimming happens before routing, so it wraps the router.
-    let app = NormalizePathLayer::trim_trailing_slash().layer(routes::router(state));
+    // batches to `fhir/R4/`); trimming happens before routing, so it wraps the router. The
+    // client address is known before the limits are checked (the first layer is outermost).
+    let app = tower::ServiceBuilder::new()
+        .layer(NormalizePathLayer::trim_trailing_slash())
+        .layer(axum::middleware::from_fn_with_state(
+            trusted_proxies,
+            middleware::client_addr_layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            middleware::rate_limit_layer,
+        ))
+        .service(routes::router(state));
     let result = axum::serve(
         listener,
-        ServiceExt::<axum::extract::Request>::into_make_service(app),
+        ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            std::net::SocketAddr,
+        >(app),
     )
     .with_graceful_shutdown(shutdown)
     .await;

@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 struct Server {
     child: Child,
     base: String,
+    /// Signed in as the super admin.
+    client: reqwest::Client,
 }
 
 fn free_port() -> u16 {
@@ -29,6 +31,12 @@ async fn start(database_url: &str, port: u16) -> Server {
         .env("OXMED_LISTEN", format!("127.0.0.1:{port}"))
         .env("OXMED_DATABASE_URL", database_url)
         .env("OXMED_LOG", "warn")
+        .env("OXMED_ADMIN_EMAIL", oxmed_server::config::TEST_ADMIN_EMAIL)
+        .env(
+            "OXMED_ADMIN_PASSWORD",
+            oxmed_server::config::TEST_ADMIN_PASSWORD,
+        )
+        .env("OXMED_BCRYPT_COST", "4")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -45,7 +53,19 @@ async fn start(database_url: &str, port: u16) -> Server {
         assert!(Instant::now() < deadline, "oxmed did not become healthy");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Server { child, base }
+    let token = common::sign_in(
+        &client,
+        &format!("{base}/"),
+        oxmed_server::config::TEST_ADMIN_EMAIL,
+        oxmed_server::config::TEST_ADMIN_PASSWORD,
+    )
+    .await;
+    let client = common::bearer_client(&token);
+    Server {
+        child,
+        base,
+        client,
+    }
 }
 
 /// What the load saw acknowledged: single creates, and transactions (a Patient and an
@@ -56,8 +76,7 @@ struct Acked {
     transactions: Vec<(String, String)>,
 }
 
-async fn writer(base: String, acked: Arc<Mutex<Acked>>, n: usize) {
-    let client = reqwest::Client::new();
+async fn writer(client: reqwest::Client, base: String, acked: Arc<Mutex<Acked>>, n: usize) {
     for i in 0.. {
         let r = if i % 3 == 0 {
             let tx = json!({
@@ -114,7 +133,14 @@ async fn kill_during_load(backend: Backend) {
     let mut server = start(&url, port).await;
     let acked = Arc::new(Mutex::new(Acked::default()));
     let tasks: Vec<_> = (0..16)
-        .map(|n| tokio::spawn(writer(server.base.clone(), acked.clone(), n)))
+        .map(|n| {
+            tokio::spawn(writer(
+                server.client.clone(),
+                server.base.clone(),
+                acked.clone(),
+                n,
+            ))
+        })
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     server.child.kill().expect("SIGKILL");
@@ -131,7 +157,7 @@ async fn kill_during_load(backend: Backend) {
     );
 
     let mut server = start(&url, port).await;
-    let client = reqwest::Client::new();
+    let client = server.client.clone();
     let fhir = format!("{}/fhir/R4", server.base);
     for id in &acked.patients {
         let r = client
@@ -212,7 +238,7 @@ async fn sigterm_finishes_in_flight_requests_and_closes_cleanly() {
     let url = format!("sqlite://{}", db.display());
     let mut server = start(&url, free_port()).await;
     let fhir = format!("{}/fhir/R4", server.base);
-    let client = reqwest::Client::new();
+    let client = server.client.clone();
     // A transaction large enough to be in flight when the signal arrives.
     let entries: Vec<Value> = (0..2000)
         .map(|i| {
@@ -259,7 +285,8 @@ async fn sigterm_finishes_in_flight_requests_and_closes_cleanly() {
     assert_eq!(wal_len, 0, "the WAL was not checkpointed on shutdown");
     // And everything is there after a restart.
     let mut again = start(&url, free_port()).await;
-    let h: Value = client
+    let h: Value = again
+        .client
         .get(format!("{}/fhir/R4/Patient/_history?_count=1", again.base))
         .send()
         .await

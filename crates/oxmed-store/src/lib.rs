@@ -128,8 +128,21 @@ impl Store {
         restriction: Option<&Restriction>,
     ) -> Result<SearchResult, StoreError> {
         match self {
-            Store::Sqlite(s) => s.search(project, request, restriction).await,
-            Store::Postgres(s) => s.search(project, request, restriction).await,
+            Store::Sqlite(s) => s.search(Some(project), request, restriction).await,
+            Store::Postgres(s) => s.search(Some(project), request, restriction).await,
+        }
+    }
+
+    /// [`Store::search`] over every project at once: for the server's own lookups that cross
+    /// projects (a server-wide user's memberships), never for a caller's search.
+    pub async fn search_all_projects(
+        &self,
+        request: &SearchRequest,
+        restriction: Option<&Restriction>,
+    ) -> Result<SearchResult, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.search(None, request, restriction).await,
+            Store::Postgres(s) => s.search(None, request, restriction).await,
         }
     }
 

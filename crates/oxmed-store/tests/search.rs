@@ -863,7 +863,16 @@ both!(missing_id_and_last_updated, |db| async move {
     let lu = |prefix, v: &str| vec![one(Condition::LastUpdated(date_test(prefix, v)))];
     let resource: Value = serde_json::from_str(&p1.content).unwrap();
     let stamp = resource["meta"]["lastUpdated"].as_str().unwrap().to_owned();
-    check(&db, "Patient", lu(Prefix::Eq, &stamp), &["p1"]).await;
+    // Patients written within the same millisecond as p1 share its stamp.
+    let mut same = Vec::new();
+    for id in ["p1", "p2", "p3", "p4"] {
+        let r = db.store.read("Patient", id).await.unwrap().unwrap();
+        let v: Value = serde_json::from_str(&r.content).unwrap();
+        if v["meta"]["lastUpdated"] == stamp.as_str() {
+            same.push(id);
+        }
+    }
+    check(&db, "Patient", lu(Prefix::Eq, &stamp), &same).await;
     check(
         &db,
         "Patient",
@@ -873,9 +882,14 @@ both!(missing_id_and_last_updated, |db| async move {
     .await;
     check(&db, "Patient", lu(Prefix::Lt, "2000"), &[]).await;
     let later: Vec<String> = find(&db, A, "Patient", lu(Prefix::Gt, &stamp)).await;
-    assert!(!later.contains(&"p1".to_owned()) && later.contains(&"p4".to_owned()));
+    assert!(!later.contains(&"p1".to_owned()));
+    assert!(later.iter().all(|id| !same.contains(&id.as_str())));
     let not_p1 = find(&db, A, "Patient", lu(Prefix::Ne, &stamp)).await;
-    assert_eq!(not_p1, sorted(&["p2", "p3", "p4"]));
+    let others: Vec<&str> = ["p1", "p2", "p3", "p4"]
+        .into_iter()
+        .filter(|id| !same.contains(id))
+        .collect();
+    assert_eq!(not_p1, sorted(&others));
 });
 
 both!(chains_two_levels_and_has, |db| async move {
@@ -1515,4 +1529,47 @@ both!(system_level_search_over_several_types, |db| async move {
     let mut found: Vec<String> = found.into_iter().map(|r| r.id).collect();
     found.sort();
     assert_eq!(found, sorted(&["o3", "o5"]));
+});
+
+both!(search_all_projects_crosses_projects, |db| async move {
+    seed(&db).await;
+    let all = |clauses: Vec<Clause>| {
+        let db = &db;
+        async move {
+            let mut ids: Vec<String> = db
+                .store
+                .search_all_projects(&request("Patient", clauses), None)
+                .await
+                .unwrap()
+                .matches
+                .into_iter()
+                .map(|r| format!("{}:{}", r.project, r.id))
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    // "mull" is p1 in A and pb1 in B: one project's search sees one, every project's both.
+    assert_eq!(
+        all(vec![p("name", starts("mull"))]).await,
+        vec![format!("{A}:p1"), format!("{B}:pb1")]
+    );
+    assert_eq!(
+        find(&db, A, "Patient", vec![p("name", starts("mull"))]).await,
+        sorted(&["p1"])
+    );
+    // A reference into another project is followed too (B's Observation of A's p4).
+    let obs = db
+        .store
+        .search_all_projects(
+            &request(
+                "Observation",
+                vec![p("subject", reference(Some("Patient"), "p4"))],
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(obs.matches.iter().any(|r| r.id == "ob1" && r.project == B));
+    assert!(all(vec![p("name", starts("nosuchname"))]).await.is_empty());
 });

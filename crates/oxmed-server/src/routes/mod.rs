@@ -1,11 +1,18 @@
 //! The HTTP routes, grouped by area.
 
+mod auth;
 mod fhir;
 mod health;
+mod oauth2;
+mod well_known;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderName, Request, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -13,11 +20,39 @@ use crate::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The OAuth2 and login endpoints, mounted at `/` and at `/api/` (spec §3.1).
+fn auth_routes(state: &AppState) -> Router<AppState> {
+    let authenticated = Router::new()
+        .route("/oauth2/logout", get(oauth2::logout).post(oauth2::logout))
+        .route("/auth/me", get(auth::me))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/oauth2/token", post(oauth2::token))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/profile", post(auth::profile))
+        .merge(authenticated)
+}
+
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_size;
     Router::new()
-        .route("/healthcheck", axum::routing::get(health::healthcheck))
-        .nest("/fhir/R4", fhir::router())
+        .route("/healthcheck", get(health::healthcheck))
+        .route(
+            "/.well-known/openid-configuration",
+            get(well_known::openid_configuration),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(well_known::openid_configuration),
+        )
+        .route("/.well-known/jwks.json", get(well_known::jwks))
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(well_known::protected_resource),
+        )
+        .merge(auth_routes(&state))
+        .nest("/api", auth_routes(&state))
+        .nest("/fhir/R4", fhir::router(&state))
         .layer(DefaultBodyLimit::max(limit))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -33,4 +68,23 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Puts the caller into the request's extensions, or answers 401 (spec §2).
+pub(crate) async fn authenticate(
+    State(state): State<AppState>,
+    mut req: Request<Body>,
+    next: Next,
+) -> Response {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match state.auth.authenticate(header).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(e) => crate::error::auth_outcome(&e),
+    }
 }

@@ -18,7 +18,12 @@ pub enum Backend {
 pub struct TestServer {
     pub base: String,
     pub fhir: String,
+    /// Sends the super admin's bearer token with every request.
     pub client: reqwest::Client,
+    /// Sends no credentials.
+    pub plain: reqwest::Client,
+    /// The super admin's access token.
+    pub token: String,
     pub backend: Backend,
     pub database_url: String,
     shutdown: Option<oneshot::Sender<()>>,
@@ -111,16 +116,8 @@ impl TestServer {
         let mut config = oxmed_server::Config::for_tests("127.0.0.1:0", database_url);
         adjust(&mut config);
         let (state, listener) = oxmed_server::prepare(config).await.expect("server starts");
-        let addr = listener.local_addr().expect("bound address");
-        let base = format!("http://{addr}/");
+        let base = state.config.base_url.clone();
         let (tx, rx) = oneshot::channel::<()>();
-        // The configured base URL must be the real port, for Location headers and links.
-        let mut cfg = (*state.config).clone();
-        cfg.base_url = base.clone();
-        let state = oxmed_server::AppState {
-            repo: state.repo,
-            config: std::sync::Arc::new(cfg),
-        };
         let handle = tokio::spawn(async move {
             oxmed_server::serve(state, listener, async {
                 let _ = rx.await;
@@ -128,10 +125,20 @@ impl TestServer {
             .await
             .expect("server runs");
         });
+        let plain = reqwest::Client::new();
+        let token = sign_in(
+            &plain,
+            &base,
+            oxmed_server::config::TEST_ADMIN_EMAIL,
+            oxmed_server::config::TEST_ADMIN_PASSWORD,
+        )
+        .await;
         TestServer {
             fhir: format!("{base}fhir/R4"),
             base,
-            client: reqwest::Client::new(),
+            client: bearer_client(&token),
+            plain,
+            token,
             backend,
             database_url: database_url.to_owned(),
             shutdown: Some(tx),
@@ -313,4 +320,67 @@ macro_rules! e2e {
             }
         }
     };
+}
+
+/// A PKCE verifier and its S256 challenge.
+pub fn pkce_pair() -> (String, String) {
+    use base64::Engine;
+    use sha2::Digest;
+    let verifier = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// Signs in with a password through `/auth/login` and the code grant (PKCE S256), as
+/// Medplum's own app does; returns the access token.
+pub async fn sign_in(client: &reqwest::Client, base: &str, email: &str, password: &str) -> String {
+    let (verifier, challenge) = pkce_pair();
+    let login: Value = client
+        .post(format!("{base}auth/login"))
+        .json(&serde_json::json!({"email": email, "password": password,
+            "codeChallenge": challenge, "codeChallengeMethod": "S256"}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login json");
+    let code = login["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no code in {login}"));
+    let tokens: Value = client
+        .post(format!("{base}oauth2/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token json");
+    tokens["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access token in {tokens}"))
+        .to_owned()
+}
+
+/// A client that sends `Authorization: Bearer <token>` with every request.
+pub fn bearer_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
 }

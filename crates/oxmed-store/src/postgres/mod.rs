@@ -118,22 +118,30 @@ impl PgStore {
         query_resources(&client, &sql, &params).await
     }
 
+    /// `project` `None`: every project (the system's own lookups, e.g. a user's memberships).
     pub async fn search(
         &self,
-        project: &str,
+        project: Option<&str>,
         request: &SearchRequest,
         restriction: Option<&Restriction>,
     ) -> Result<SearchResult, StoreError> {
         let client = self.pool.get().await?;
-        let Some(key) = self.project_key(&client, project).await? else {
-            // Nothing stored yet; the request is still checked (a bad cursor fails alike).
-            let plan = crate::search::plan(Dialect::Postgres, 0, request, restriction)?;
-            return Ok(SearchResult {
-                matches: Vec::new(),
-                included: Vec::new(),
-                total: plan.count.map(|_| 0),
-                next_cursor: None,
-            });
+        let key = match project {
+            None => None,
+            Some(project) => match self.project_key(&client, project).await? {
+                Some(key) => Some(key),
+                None => {
+                    // Nothing stored yet; the request is still checked (a bad cursor fails alike).
+                    let plan =
+                        crate::search::plan(Dialect::Postgres, Some(0), request, restriction)?;
+                    return Ok(SearchResult {
+                        matches: Vec::new(),
+                        included: Vec::new(),
+                        total: plan.count.map(|_| 0),
+                        next_cursor: None,
+                    });
+                }
+            },
         };
         let plan = crate::search::plan(Dialect::Postgres, key, request, restriction)?;
         let client: &tokio_postgres::Client = &client;
@@ -184,7 +192,7 @@ impl PgStore {
     ) -> Result<String, StoreError> {
         let client = self.pool.get().await?;
         let key = self.project_key(&client, project).await?.unwrap_or(0);
-        let plan = crate::search::plan(Dialect::Postgres, key, request, restriction)?;
+        let plan = crate::search::plan(Dialect::Postgres, Some(key), request, restriction)?;
         let Some(statement) = plan.main_statement() else {
             return Ok(String::new());
         };

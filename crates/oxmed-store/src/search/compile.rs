@@ -265,6 +265,8 @@ pub(crate) fn or(preds: Vec<Pred>) -> Pred {
 /// Compiles conditions for one statement.
 pub(crate) struct Compiler<'a> {
     pub(crate) params: Params,
+    /// The comparison that keeps a project key column to the scope: `= ?1`, or the key of any
+    /// project.
     project: String,
     restriction: Option<&'a Restriction>,
     /// The instant `ap` on dates measures its tolerance from.
@@ -288,11 +290,16 @@ enum Key {
 impl<'a> Compiler<'a> {
     pub(crate) fn new(
         dialect: Dialect,
-        project_key: i64,
+        project_key: Option<i64>,
         restriction: Option<&'a Restriction>,
     ) -> Compiler<'a> {
         let mut params = Params::new(dialect);
-        let project = params.int(project_key);
+        // Every project: still a lookup by each key of the small key table, so the project
+        // column leads every index probe (a skip-scan that PostgreSQL 15 cannot do by itself).
+        let project = match project_key {
+            Some(key) => format!("= {}", params.int(key)),
+            None => "IN (SELECT key FROM project_keys)".to_owned(),
+        };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
@@ -308,14 +315,14 @@ impl<'a> Compiler<'a> {
         self.params.dialect
     }
 
-    /// The placeholder of the project key.
+    /// The comparison of a project key column with the scope (`= ?1`).
     pub(crate) fn project(&self) -> &str {
         &self.project
     }
 
     /// Live rows of the scope in the project.
     pub(crate) fn base(&mut self, scope: &Scope) -> Pred {
-        let mut sql = format!("{{a}}.project_key = {} AND NOT {{a}}.deleted", self.project);
+        let mut sql = format!("{{a}}.project_key {} AND NOT {{a}}.deleted", self.project);
         if let Some(types) = scope.cond("{a}.resource_type", &mut self.params) {
             sql.push_str(" AND ");
             sql.push_str(&types);
@@ -449,7 +456,7 @@ impl<'a> Compiler<'a> {
 
     /// `{i}.project = P AND {i}.resource_type ... AND {i}.code = C`.
     fn index_base(&mut self, scope: &Scope, code: &str) -> String {
-        let mut sql = format!("{{i}}.project = {}", self.project);
+        let mut sql = format!("{{i}}.project {}", self.project);
         if let Some(types) = scope.cond("{i}.resource_type", &mut self.params) {
             sql.push_str(" AND ");
             sql.push_str(&types);
@@ -721,7 +728,7 @@ impl<'a> Compiler<'a> {
             let types = self.params.texts(group);
             let codes = self.params.texts(codes.iter().map(String::as_str));
             let cond = format!(
-                "{{i}}.project = {} AND {{i}}.resource_type IN {types} AND {{i}}.code IN {codes} AND {{i}}.target_id = {} AND {{i}}.target_type = 'Patient'",
+                "{{i}}.project {} AND {{i}}.resource_type IN {types} AND {{i}}.code IN {codes} AND {{i}}.target_id = {} AND {{i}}.target_type = 'Patient'",
                 self.project,
                 self.params.text(id)
             );

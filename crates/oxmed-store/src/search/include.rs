@@ -23,7 +23,7 @@ pub(crate) const MAX_PER_LEVEL: usize = 1000;
 
 pub(crate) struct Includes<'a> {
     dialect: Dialect,
-    project_key: i64,
+    project_key: Option<i64>,
     include: &'a [Include],
     revinclude: &'a [Include],
     restriction: Option<&'a Restriction>,
@@ -35,7 +35,7 @@ impl<'a> Includes<'a> {
     /// `matches`: the rids of the page, never included again.
     pub(crate) fn new(
         dialect: Dialect,
-        project_key: i64,
+        project_key: Option<i64>,
         request: &'a SearchRequest,
         restriction: Option<&'a Restriction>,
         matches: impl IntoIterator<Item = i64>,
@@ -144,7 +144,7 @@ impl<'a> Includes<'a> {
         // by `project_key` and test each `rid` (a row-value `IN` on `(resource_type, id)` does
         // not reach that index either).
         let mut refs = format!(
-            "SELECT DISTINCT x.rid FROM reference_idx i CROSS JOIN resources x WHERE {} AND i.project = {} AND i.resource_type = {source_type} AND i.code IN {codes} AND x.resource_type = i.target_type AND x.id = i.target_id",
+            "SELECT DISTINCT x.rid FROM reference_idx i CROSS JOIN resources x WHERE {} AND i.project {} AND i.resource_type = {source_type} AND i.code IN {codes} AND x.resource_type = i.target_type AND x.id = i.target_id",
             self.dialect.in_list("i.rid", &list),
             compiler.project(),
         );
@@ -172,7 +172,7 @@ impl<'a> Includes<'a> {
         let list = compiler.params.push(crate::sql::SqlValue::IntList(rids));
         let source_type = compiler.params.text(&include.source_type);
         let refs = format!(
-            "SELECT i.rid FROM resources m CROSS JOIN reference_idx i WHERE {} AND i.project = {} AND i.resource_type = {source_type} AND i.code IN {codes} AND i.target_id = m.id AND i.target_type = m.resource_type",
+            "SELECT i.rid FROM resources m CROSS JOIN reference_idx i WHERE {} AND i.project {} AND i.resource_type = {source_type} AND i.code IN {codes} AND i.target_id = m.id AND i.target_type = m.resource_type",
             self.dialect.in_list("m.rid", &list),
             compiler.project(),
         );

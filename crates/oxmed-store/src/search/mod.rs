@@ -123,7 +123,7 @@ fn literal(n: usize) -> i64 {
 
 pub(crate) fn plan(
     dialect: Dialect,
-    project_key: i64,
+    project_key: Option<i64>,
     request: &SearchRequest,
     restriction: Option<&Restriction>,
 ) -> Result<Plan, StoreError> {
@@ -261,7 +261,7 @@ pub(crate) fn matching_ids(
     clauses: &[Clause],
     restriction: Option<&Restriction>,
 ) -> Result<Statement, StoreError> {
-    let mut compiler = Compiler::new(dialect, project_key, restriction);
+    let mut compiler = Compiler::new(dialect, Some(project_key), restriction);
     let filter = compiler.filter(&Scope::One(resource_type.to_owned()), clauses)?;
     let mut render = Render::new(dialect, compiler.project());
     let (filter, _) = render.conjunction(&filter, "r", Mode::Drive);
@@ -279,7 +279,7 @@ pub(crate) fn conditional(
     resource_type: &str,
     clauses: &[Clause],
 ) -> Result<Statement, StoreError> {
-    let mut compiler = Compiler::new(dialect, project_key, None);
+    let mut compiler = Compiler::new(dialect, Some(project_key), None);
     let filter = compiler.filter(&Scope::One(resource_type.to_owned()), clauses)?;
     let mut render = Render::new(dialect, compiler.project());
     let (filter, _) = render.conjunction(&filter, "r", Mode::Drive);

@@ -254,7 +254,7 @@ impl Render {
                 let x = self.alias("x");
                 let (sql, _) = self.conjunction(pred, &x, Mode::Drive);
                 format!(
-                    "SELECT {x}.rid FROM resources {x} WHERE {x}.project_key = {} AND {sql}",
+                    "SELECT {x}.rid FROM resources {x} WHERE {x}.project_key {} AND {sql}",
                     self.project
                 )
             }

@@ -145,28 +145,36 @@ impl SqliteStore {
         .await
     }
 
+    /// `project` `None`: every project (the system's own lookups, e.g. a user's memberships).
     pub async fn search(
         &self,
-        project: &str,
+        project: Option<&str>,
         request: &SearchRequest,
         restriction: Option<&Restriction>,
     ) -> Result<SearchResult, StoreError> {
         let keys = self.inner.keys.clone();
-        let project = project.to_owned();
+        let project = project.map(str::to_owned);
         let request = request.clone();
         let restriction = restriction.cloned();
         self.blocking(move |c| {
             let restriction = restriction.as_ref();
-            let Some(key) = project_key(c, &keys, &project)? else {
-                // A project without a key has never stored anything; the request is still
-                // checked, so that a bad cursor fails the same way everywhere.
-                let plan = crate::search::plan(Dialect::Sqlite, 0, &request, restriction)?;
-                return Ok(SearchResult {
-                    matches: Vec::new(),
-                    included: Vec::new(),
-                    total: plan.count.map(|_| 0),
-                    next_cursor: None,
-                });
+            let key = match &project {
+                None => None,
+                Some(project) => match project_key(c, &keys, project)? {
+                    Some(key) => Some(key),
+                    None => {
+                        // A project without a key has never stored anything; the request is
+                        // still checked, so that a bad cursor fails the same way everywhere.
+                        let plan =
+                            crate::search::plan(Dialect::Sqlite, Some(0), &request, restriction)?;
+                        return Ok(SearchResult {
+                            matches: Vec::new(),
+                            included: Vec::new(),
+                            total: plan.count.map(|_| 0),
+                            next_cursor: None,
+                        });
+                    }
+                },
             };
             let plan = crate::search::plan(Dialect::Sqlite, key, &request, restriction)?;
             let rows = match &plan.page {
@@ -222,7 +230,8 @@ impl SqliteStore {
         let restriction = restriction.cloned();
         self.blocking(move |c| {
             let key = project_key(c, &keys, &project)?.unwrap_or(0);
-            let plan = crate::search::plan(Dialect::Sqlite, key, &request, restriction.as_ref())?;
+            let plan =
+                crate::search::plan(Dialect::Sqlite, Some(key), &request, restriction.as_ref())?;
             let Some(statement) = plan.main_statement() else {
                 return Ok(String::new());
             };

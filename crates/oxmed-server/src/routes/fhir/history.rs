@@ -2,13 +2,13 @@
 //! pages stay stable while new versions are written.
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use oxmed_repo::meta::{instant, parse_instant};
 use oxmed_store::{HistoryCursor, HistoryScope};
 use serde_json::{Value, json};
 
-use super::interaction::context;
+use super::interaction::Ctx;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::fhir_json::{Format, etag, json_response};
@@ -19,33 +19,33 @@ const DEFAULT_COUNT: usize = 20;
 pub async fn system(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    ctx: Ctx,
 ) -> Result<Response, ApiError> {
-    history(state, HistoryScope::System, raw, headers, "_history".into()).await
+    history(state, HistoryScope::System, raw, ctx, "_history".into()).await
 }
 
 pub async fn type_history(
     State(state): State<AppState>,
     Path(resource_type): Path<String>,
     RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    ctx: Ctx,
 ) -> Result<Response, ApiError> {
     let path = format!("{resource_type}/_history");
-    history(state, HistoryScope::Type(resource_type), raw, headers, path).await
+    history(state, HistoryScope::Type(resource_type), raw, ctx, path).await
 }
 
 pub async fn instance(
     State(state): State<AppState>,
     Path((resource_type, id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    ctx: Ctx,
 ) -> Result<Response, ApiError> {
     let path = format!("{resource_type}/{id}/_history");
     history(
         state,
         HistoryScope::Instance(resource_type, id),
         raw,
-        headers,
+        ctx,
         path,
     )
     .await
@@ -77,7 +77,7 @@ async fn history(
     state: AppState,
     scope: HistoryScope,
     raw: Option<String>,
-    headers: HeaderMap,
+    ctx: Ctx,
     path: String,
 ) -> Result<Response, ApiError> {
     let params = query::parse(raw.as_deref());
@@ -94,7 +94,7 @@ async fn history(
         .transpose()?;
     let page = state
         .repo
-        .history(&context(&headers), scope, since, after, count)
+        .history(&ctx.0, scope, since, after, count)
         .await?;
     let base = state.config.fhir_base();
     let entries: Vec<Value> = page

@@ -16,9 +16,23 @@ use crate::fhir_json::{
 };
 use crate::query;
 
-/// Until authentication arrives every request acts as the server in the default project.
-pub(super) fn context(_headers: &HeaderMap) -> RequestContext {
-    RequestContext::system()
+/// The caller's repository context, put there by the authentication middleware. A route that
+/// the middleware did not cover has no caller and is refused: access fails closed.
+pub struct Ctx(pub RequestContext);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<std::sync::Arc<oxmed_auth::Caller>>()
+            .map(|caller| Ctx(caller.request_context()))
+            .ok_or_else(ApiError::unauthorized)
+    }
 }
 
 fn format(raw: &Option<String>) -> Result<Format, ApiError> {
@@ -57,13 +71,10 @@ pub async fn read(
     State(state): State<AppState>,
     Path((resource_type, id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    ctx: Ctx,
 ) -> Result<Response, ApiError> {
     let fmt = format(&raw)?;
-    let r = state
-        .repo
-        .read(&context(&headers), &resource_type, &id)
-        .await?;
+    let r = state.repo.read(&ctx.0, &resource_type, &id).await?;
     Ok(resource_response(StatusCode::OK, &r, &fmt, None))
 }
 
@@ -71,12 +82,12 @@ pub async fn vread(
     State(state): State<AppState>,
     Path((resource_type, id, version_id)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    ctx: Ctx,
 ) -> Result<Response, ApiError> {
     let fmt = format(&raw)?;
     let r = state
         .repo
-        .vread(&context(&headers), &resource_type, &id, &version_id)
+        .vread(&ctx.0, &resource_type, &id, &version_id)
         .await?;
     Ok(resource_response(StatusCode::OK, &r, &fmt, None))
 }
@@ -85,6 +96,7 @@ pub async fn create(
     State(state): State<AppState>,
     Path(resource_type): Path<String>,
     RawQuery(raw): RawQuery,
+    ctx: Ctx,
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -107,7 +119,7 @@ pub async fn create(
     let w = state
         .repo
         .write(
-            &context(&headers),
+            &ctx.0,
             WriteRequest::Create {
                 resource,
                 if_none_exist,
@@ -121,6 +133,7 @@ pub async fn update(
     State(state): State<AppState>,
     Path((resource_type, id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
+    ctx: Ctx,
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -130,7 +143,7 @@ pub async fn update(
     let w = state
         .repo
         .write(
-            &context(&headers),
+            &ctx.0,
             WriteRequest::Update {
                 resource_type,
                 id,
@@ -146,6 +159,7 @@ pub async fn conditional_update(
     State(state): State<AppState>,
     Path(resource_type): Path<String>,
     RawQuery(raw): RawQuery,
+    ctx: Ctx,
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -155,7 +169,7 @@ pub async fn conditional_update(
     let w = state
         .repo
         .write(
-            &context(&headers),
+            &ctx.0,
             WriteRequest::ConditionalUpdate {
                 resource_type,
                 query: raw.unwrap_or_default(),
@@ -171,6 +185,7 @@ pub async fn patch(
     State(state): State<AppState>,
     Path((resource_type, id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
+    ctx: Ctx,
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -180,7 +195,7 @@ pub async fn patch(
     let w = state
         .repo
         .write(
-            &context(&headers),
+            &ctx.0,
             WriteRequest::Patch {
                 resource_type,
                 id,
@@ -195,14 +210,11 @@ pub async fn patch(
 pub async fn delete(
     State(state): State<AppState>,
     Path((resource_type, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    ctx: Ctx,
 ) -> Result<Response, ApiError> {
     state
         .repo
-        .write(
-            &context(&headers),
-            WriteRequest::Delete { resource_type, id },
-        )
+        .write(&ctx.0, WriteRequest::Delete { resource_type, id })
         .await?;
     Ok(deleted_response())
 }
@@ -211,12 +223,12 @@ pub async fn conditional_delete(
     State(state): State<AppState>,
     Path(resource_type): Path<String>,
     RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    ctx: Ctx,
 ) -> Result<Response, ApiError> {
     state
         .repo
         .write(
-            &context(&headers),
+            &ctx.0,
             WriteRequest::ConditionalDelete {
                 resource_type,
                 query: raw.unwrap_or_default(),
@@ -241,13 +253,14 @@ fn deleted_response() -> Response {
 pub async fn bundle(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
+    ctx: Ctx,
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let fmt = format(&raw)?;
     let bundle = parse_body(&headers, &body(b)?, false)?;
     let base = state.config.fhir_base();
-    let out = state.repo.bundle(&context(&headers), bundle, &base).await?;
+    let out = state.repo.bundle(&ctx.0, bundle, &base).await?;
     Ok(json_response(StatusCode::OK, &out, &fmt))
 }
 

@@ -16,9 +16,9 @@ use oxmed_fhir::operation_outcome::{Issue, operation_outcome};
 use crate::AppState;
 use crate::error::outcome_response;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/metadata", get(capability::metadata))
+pub fn router(state: &AppState) -> Router<AppState> {
+    let open = Router::new().route("/metadata", get(capability::metadata));
+    let authenticated = Router::new()
         .route("/", get(search::system).post(interaction::bundle))
         .route("/_history", get(history::system))
         .route(
@@ -49,6 +49,11 @@ pub fn router() -> Router<AppState> {
             "/{resource_type}/{id}/_history/{version_id}",
             get(interaction::vread),
         )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::authenticate,
+        ));
+    open.merge(authenticated)
         .fallback(unknown_route)
         .layer(middleware::from_fn(outcome_for_plain_errors))
 }

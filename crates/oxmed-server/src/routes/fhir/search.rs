@@ -11,7 +11,7 @@ use oxmed_repo::SearchOptions;
 use oxmed_store::{SearchResult, StoredResource};
 use serde_json::{Value, json};
 
-use super::interaction::context;
+use super::interaction::Ctx;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::fhir_json::{Format, json_body_response};
@@ -21,17 +21,19 @@ pub async fn search_get(
     State(state): State<AppState>,
     Path(resource_type): Path<String>,
     RawQuery(raw): RawQuery,
+    ctx: Ctx,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = query::parse(raw.as_deref());
     let path = resource_type.clone();
-    search(state, Some(resource_type), params, None, headers, path).await
+    search(state, Some(resource_type), params, None, ctx, headers, path).await
 }
 
 pub async fn search_post(
     State(state): State<AppState>,
     Path(resource_type): Path<String>,
     RawQuery(raw): RawQuery,
+    ctx: Ctx,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -40,22 +42,24 @@ pub async fn search_post(
         .map_err(|_| ApiError::bad_request("The search form is not UTF-8"))?;
     params.extend(query::parse(Some(form)));
     let path = resource_type.clone();
-    search(state, Some(resource_type), params, None, headers, path).await
+    search(state, Some(resource_type), params, None, ctx, headers, path).await
 }
 
 pub async fn system(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
+    ctx: Ctx,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = query::parse(raw.as_deref());
-    search(state, None, params, None, headers, String::new()).await
+    search(state, None, params, None, ctx, headers, String::new()).await
 }
 
 pub async fn compartment(
     State(state): State<AppState>,
     Path((compartment_type, id, resource_type)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
+    ctx: Ctx,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = query::parse(raw.as_deref());
@@ -65,6 +69,7 @@ pub async fn compartment(
         Some(resource_type),
         params,
         Some((compartment_type, id)),
+        ctx,
         headers,
         path,
     )
@@ -83,6 +88,7 @@ async fn search(
     resource_type: Option<String>,
     params: Vec<(String, String)>,
     compartment: Option<(String, String)>,
+    ctx: Ctx,
     headers: HeaderMap,
     path: String,
 ) -> Result<Response, ApiError> {
@@ -96,7 +102,7 @@ async fn search(
     let (request, result) = state
         .repo
         .search(
-            &context(&headers),
+            &ctx.0,
             resource_type.as_deref(),
             &params,
             compartment

@@ -1,0 +1,61 @@
+//! What the authorization server needs to know about its deployment.
+
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct AuthConfig {
+    /// The public base URL, ending in `/` (`http://localhost:8103/`); also the token issuer.
+    pub base_url: String,
+    /// bcrypt cost of new password hashes (Medplum's `bcryptHashSalt`, 10 by default).
+    pub bcrypt_cost: u32,
+    /// The super admin created on first start.
+    pub admin_email: String,
+    /// Its password; `None`: a random one is generated and printed once.
+    pub admin_password: Option<String>,
+    /// How long a verified access token stays in the verification cache at most (it never
+    /// outlives the token's own `exp`).
+    pub token_cache_ttl: Duration,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("base_url", &self.base_url)
+            .field("bcrypt_cost", &self.bcrypt_cost)
+            .field("admin_email", &self.admin_email)
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl AuthConfig {
+    pub fn new(base_url: &str) -> AuthConfig {
+        let base_url = if base_url.ends_with('/') {
+            base_url.to_owned()
+        } else {
+            format!("{base_url}/")
+        };
+        AuthConfig {
+            base_url,
+            bcrypt_cost: 10,
+            admin_email: "admin@example.com".into(),
+            admin_password: None,
+            token_cache_ttl: Duration::from_secs(300),
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub fn token_url(&self) -> String {
+        self.url("oauth2/token")
+    }
+}

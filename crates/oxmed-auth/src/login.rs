@@ -1,0 +1,301 @@
+//! The login stages (spec §4): credentials to a Login, a Login to a membership, and the
+//! response shape they share (§4.3). A Login is written in the server's partition; its code,
+//! cookie and refresh secret are kept as SHA-256 digests only, so that a copy of the database
+//! holds no live credential.
+
+use serde_json::{Value, json};
+
+use crate::failure::{AuthFailure, Result};
+use crate::identity::{ClientApplication, Login, ProjectMembership, Reference, User};
+use crate::records;
+use crate::secret::generate_secret;
+use crate::service::Auth;
+use crate::{digest, password, pkce};
+use oxmed_repo::{SERVER_PROJECT, Scope, parse_stored};
+
+/// `POST /auth/login` (and later Google, external): what the caller sent.
+#[derive(Debug, Default, Clone)]
+pub struct LoginRequest {
+    pub email: String,
+    /// Never logged: `Debug` of this struct is not used in logs.
+    pub password: String,
+    pub project_id: Option<String>,
+    pub client_id: Option<String>,
+    pub resource_type: Option<String>,
+    pub scope: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub remember: bool,
+    pub origin: Option<String>,
+    pub remote_address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// What a login stage answers (spec §4.3), plus the cookie to set when there is a client.
+pub struct LoginResult {
+    pub body: Value,
+    /// `(name, value)` of the `medplum-<clientId>` session cookie.
+    pub cookie: Option<(String, String)>,
+}
+
+/// The one answer to a wrong email or password.
+pub const WRONG_CREDENTIALS: &str = "Email or password is invalid";
+
+impl Auth {
+    pub async fn password_login(&self, req: &LoginRequest) -> Result<LoginResult> {
+        let email = req.email.trim().to_lowercase();
+        if email.is_empty() || !email.contains('@') {
+            return Err(AuthFailure::invalid("Valid email address is required"));
+        }
+        if req.password.chars().count() < 5 {
+            return Err(AuthFailure::invalid(
+                "Invalid password, must be at least 5 characters",
+            ));
+        }
+        let scope = req
+            .scope
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| "openid".into());
+
+        let client = match &req.client_id {
+            Some(id) => Some(self.login_client(id).await?),
+            None => None,
+        };
+        let mut project_id = req.project_id.clone().filter(|p| !p.is_empty());
+        if let Some(client) = &client {
+            let client_project = client.meta_project().map(str::to_owned);
+            if let Some(p) = &project_id
+                && Some(p) != client_project.as_ref()
+            {
+                return Err(AuthFailure::invalid("Invalid projectId"));
+            }
+            project_id = client_project;
+            if !client.allowed_origin.is_empty()
+                && let Some(origin) = &req.origin
+                && !client.allowed_origin.iter().any(|o| o == origin)
+            {
+                return Err(AuthFailure::invalid("Invalid origin"));
+            }
+        }
+        let pkce_optional = client.as_ref().is_some_and(|c| c.is_pkce_optional());
+        check_challenge(req, pkce_optional)?;
+
+        let user = self.find_user(&email, project_id.as_deref()).await?;
+        // An unknown email is checked against a hash of the same cost, so that it takes as long
+        // as a wrong password.
+        let hash = match user.as_ref().and_then(|(_, u)| u.password_hash.clone()) {
+            Some(h) => h,
+            None => self.dummy_hash().await?,
+        };
+        let password = req.password.clone();
+        let matches =
+            tokio::task::spawn_blocking(move || password::verify_password(&password, &hash))
+                .await
+                .map_err(|e| AuthFailure::Internal(e.to_string()))?;
+        // One answer for an unknown email and a wrong password (OWASP ASVS 2.2: no account
+        // enumeration); Medplum says "User not found" for the first.
+        let (user_id, user) = match user {
+            Some(found) if matches => found,
+            _ => return Err(AuthFailure::invalid(WRONG_CREDENTIALS)),
+        };
+
+        let now = oxmed_repo::meta::instant(oxmed_repo::meta::now_micros());
+        let mut login = Login {
+            client: client.as_ref().map(ClientApplication::reference),
+            project: project_id.as_deref().map(|p| Reference::to("Project", p)),
+            profile_type: req.resource_type.clone(),
+            user: Reference::to("User", &user_id),
+            auth_method: "password".into(),
+            auth_time: now,
+            scope: Some(scope),
+            nonce: req.nonce.clone(),
+            code_challenge: req.code_challenge.clone(),
+            code_challenge_method: req.code_challenge_method.clone(),
+            remote_address: req.remote_address.clone(),
+            user_agent: req.user_agent.clone(),
+            ..Default::default()
+        };
+        login.granted = Some(false);
+        let stored = records::create(self.repo(), SERVER_PROJECT, login.to_value()).await?;
+        let login = Login::from_value(stored)?;
+        let memberships = self.memberships_of(&login, &user).await?;
+        if memberships.is_empty() {
+            return Err(AuthFailure::invalid("User not found"));
+        }
+        if memberships.len() == 1 {
+            return self
+                .choose_membership(login.id(), memberships[0].id())
+                .await;
+        }
+        let list: Vec<Value> = memberships
+            .iter()
+            .map(|m| {
+                json!({"id": m.id(), "project": m.project, "profile": m.profile,
+                    "identifier": m.rest.get("identifier")})
+            })
+            .collect();
+        Ok(LoginResult {
+            body: json!({"login": login.id(), "memberships": list}),
+            cookie: None,
+        })
+    }
+
+    /// A client named in a login: an unknown one is 404 (spec §4.1).
+    async fn login_client(&self, id: &str) -> Result<ClientApplication> {
+        let stored = self
+            .repo()
+            .system_read("ClientApplication", id)
+            .await?
+            .ok_or(AuthFailure::NotFound)?;
+        ClientApplication::from_value(parse_stored(&stored)?)
+    }
+
+    /// A project-scoped user of `project` first, then the server-scoped one (spec §4.1).
+    async fn find_user(
+        &self,
+        email: &str,
+        project: Option<&str>,
+    ) -> Result<Option<(String, User)>> {
+        let repo = self.repo();
+        if let Some(p) = project.filter(|p| *p != "new") {
+            let reference = format!("Project/{p}");
+            if let Some((r, v)) = repo
+                .system_find_one(
+                    Scope::Project(p),
+                    "User",
+                    &[("email:exact", email), ("project", &reference)],
+                )
+                .await?
+            {
+                return Ok(Some((r.id, User::from_value(v)?)));
+            }
+        }
+        match repo
+            .system_find_one(
+                Scope::Project(SERVER_PROJECT),
+                "User",
+                &[("email:exact", email)],
+            )
+            .await?
+        {
+            Some((r, v)) => Ok(Some((r.id, User::from_value(v)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The user's memberships, in the login's project if it has one, of the requested profile
+    /// type if any.
+    async fn memberships_of(&self, login: &Login, user: &User) -> Result<Vec<ProjectMembership>> {
+        let user_ref = login.user.text().to_owned();
+        let project = login.project.as_ref().and_then(|p| p.id_of("Project"));
+        if project == Some("new") {
+            return Ok(Vec::new());
+        }
+        let _ = user;
+        let found = match project {
+            Some(p) => {
+                self.repo()
+                    .system_search(
+                        Scope::Project(p),
+                        "ProjectMembership",
+                        &[("user", &user_ref), ("_count", "100")],
+                    )
+                    .await?
+            }
+            None => {
+                self.repo()
+                    .system_search(
+                        Scope::AllProjects,
+                        "ProjectMembership",
+                        &[("user", &user_ref), ("_count", "100")],
+                    )
+                    .await?
+            }
+        };
+        let mut out = Vec::with_capacity(found.len());
+        for r in &found {
+            let m = ProjectMembership::from_value(parse_stored(r)?)?;
+            if let Some(t) = &login.profile_type
+                && !m.profile.text().starts_with(&format!("{t}/"))
+            {
+                continue;
+            }
+            out.push(m);
+        }
+        Ok(out)
+    }
+
+    /// `setLoginMembership` (spec §4.2) and the `{login, code}` answer, with a new code.
+    pub async fn choose_membership(
+        &self,
+        login_id: &str,
+        membership_id: &str,
+    ) -> Result<LoginResult> {
+        let stored = self
+            .repo()
+            .system_read("Login", login_id)
+            .await?
+            .ok_or(AuthFailure::NotFound)?;
+        let value = parse_stored(&stored)?;
+        let version = records::version_of(&value).unwrap_or_default().to_owned();
+        let mut login = Login::from_value(value)?;
+        if login.is_revoked() {
+            return Err(AuthFailure::invalid("Login revoked"));
+        }
+        if login.is_granted() {
+            return Err(AuthFailure::invalid("Login granted"));
+        }
+        if login.membership.is_some() {
+            return Err(AuthFailure::invalid("Login profile already set"));
+        }
+        let Some((membership, _project)) = self.membership_and_project(membership_id).await? else {
+            return Err(AuthFailure::invalid("Profile not found"));
+        };
+        if membership.user.text() != login.user.text() {
+            return Err(AuthFailure::invalid("Invalid profile"));
+        }
+        if !membership.is_active() {
+            return Err(AuthFailure::invalid("Profile not active"));
+        }
+        login.membership = Some(membership.reference());
+        self.finish_with_code(login, &version).await
+    }
+
+    /// Writes the Login with a fresh code and a fresh cookie and answers `{login, code}`.
+    async fn finish_with_code(&self, mut login: Login, version: &str) -> Result<LoginResult> {
+        let code = generate_secret(16)?;
+        let cookie = generate_secret(16)?;
+        login.code = Some(digest(&code));
+        login.cookie = Some(digest(&cookie));
+        let written = records::put_if(self.repo(), SERVER_PROJECT, login.to_value(), version)
+            .await?
+            .ok_or_else(|| AuthFailure::invalid("Login granted"))?;
+        let login = Login::from_value(written)?;
+        let cookie = login
+            .client
+            .as_ref()
+            .and_then(|c| c.id_of("ClientApplication"))
+            .map(|client| (format!("medplum-{client}"), cookie));
+        Ok(LoginResult {
+            body: json!({"login": login.id(), "code": code}),
+            cookie,
+        })
+    }
+}
+
+/// PKCE parameters at login (spec §4.1), and beyond Medplum: `plain` only for a client that
+/// opted out of PKCE (RFC 9700 §2.1.1: S256 for everyone else).
+fn check_challenge(req: &LoginRequest, pkce_optional: bool) -> Result<()> {
+    match (&req.code_challenge, &req.code_challenge_method) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => Err(AuthFailure::invalid("Invalid code challenge")),
+        (Some(_), None) => Err(AuthFailure::invalid("Invalid code challenge method")),
+        (Some(_), Some(method)) => match pkce::ChallengeMethod::parse(method) {
+            Ok(pkce::ChallengeMethod::S256) => Ok(()),
+            Ok(pkce::ChallengeMethod::Plain) if pkce_optional => Ok(()),
+            _ => Err(AuthFailure::invalid("Invalid code challenge method")),
+        },
+    }
+}

@@ -1,0 +1,118 @@
+//! OAuth2 scope strings: space-separated words.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A scope as requested or granted, kept as the original string.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Scope(String);
+
+impl Scope {
+    /// Wraps a scope string as received.
+    pub fn new(scope: impl Into<String>) -> Self {
+        Self(scope.into())
+    }
+
+    /// The scope string as received.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The individual scope words, skipping empty ones from repeated spaces.
+    pub fn words(&self) -> impl Iterator<Item = &str> {
+        self.0.split_whitespace()
+    }
+
+    /// See [`has_offline`].
+    pub fn has_offline(&self) -> bool {
+        has_offline(&self.0)
+    }
+
+    /// See [`contains_email`].
+    pub fn contains_email(&self) -> bool {
+        contains_email(&self.0)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for Scope {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for Scope {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+/// Whether a refresh token is asked for: the word `offline` or `offline_access`.
+pub fn has_offline(scope: &str) -> bool {
+    scope
+        .split_whitespace()
+        .any(|w| w == "offline" || w == "offline_access")
+}
+
+/// Whether the ID token should carry `email`.
+///
+/// A substring test, not a word test, because that is what Medplum does
+/// (`scope.includes('email')`), and tokens must carry the same claims.
+pub fn contains_email(scope: &str) -> bool {
+    scope.contains("email")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offline_must_be_a_whole_word() {
+        assert!(has_offline("openid offline"));
+        assert!(has_offline("offline_access openid"));
+        assert!(has_offline("openid\toffline_access\n"));
+        assert!(!has_offline("openid"));
+        assert!(!has_offline("openid offline_accessx"));
+        assert!(!has_offline("notoffline"));
+        assert!(!has_offline("offline:read"));
+        assert!(!has_offline(""));
+    }
+
+    #[test]
+    fn email_is_a_substring_test() {
+        assert!(contains_email("openid email"));
+        assert!(contains_email("openid user/email.read"));
+        assert!(!contains_email("openid profile"));
+        assert!(!contains_email("openid EMAIL"));
+    }
+
+    #[test]
+    fn words_skip_repeated_spaces() {
+        let s = Scope::new("  openid   profile offline ");
+        assert_eq!(
+            s.words().collect::<Vec<_>>(),
+            ["openid", "profile", "offline"]
+        );
+        assert!(s.has_offline());
+        assert!(!s.contains_email());
+        assert_eq!(s.as_str(), "  openid   profile offline ");
+        assert_eq!(Scope::new("").words().count(), 0);
+    }
+
+    #[test]
+    fn serializes_as_a_plain_string() {
+        let s = Scope::from("openid email");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"openid email\"");
+        let back: Scope = serde_json::from_str("\"openid email\"").unwrap();
+        assert_eq!(back, s);
+        assert!(back.contains_email());
+        assert_eq!(back.to_string(), "openid email");
+    }
+}

@@ -1,0 +1,91 @@
+//! The authorization server as one value the HTTP layer holds: configuration, the signing keys,
+//! the session caches, and the repository it keeps its records in.
+
+use std::sync::{Arc, RwLock};
+
+use oxmed_repo::Repository;
+
+use crate::bootstrap::{self, Seeded};
+use crate::config::AuthConfig;
+use crate::failure::Result;
+use crate::jwt::KeySet;
+use crate::keystore;
+use crate::session::Sessions;
+
+pub struct Auth {
+    repo: Repository,
+    config: AuthConfig,
+    keys: RwLock<Arc<KeySet>>,
+    pub(crate) sessions: Arc<Sessions>,
+    assertions: crate::assertion::SeenAssertions,
+    dummy_hash: tokio::sync::OnceCell<String>,
+}
+
+impl Auth {
+    /// Loads (or creates) the signing keys, seeds the super admin on first start, and starts
+    /// listening to writes that make cached sessions stale.
+    pub async fn start(
+        repo: Repository,
+        config: AuthConfig,
+    ) -> Result<(Arc<Auth>, Option<Seeded>)> {
+        let keys = keystore::load_or_create(&repo).await?;
+        let seeded = bootstrap::seed(&repo, &config).await?;
+        let sessions = Arc::new(Sessions::new(config.token_cache_ttl));
+        let listener = sessions.clone();
+        repo.on_change(Arc::new(move |change| listener.invalidate(change)));
+        let auth = Auth {
+            repo,
+            config,
+            keys: RwLock::new(Arc::new(keys)),
+            sessions,
+            assertions: Default::default(),
+            dummy_hash: tokio::sync::OnceCell::new(),
+        };
+        Ok((Arc::new(auth), seeded))
+    }
+
+    pub fn repo(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// A bcrypt hash at the configured cost of a random password nobody knows.
+    pub(crate) async fn dummy_hash(&self) -> Result<String> {
+        let cost = self.config.bcrypt_cost;
+        self.dummy_hash
+            .get_or_try_init(|| async move {
+                let password = crate::secret::generate_secret(16)?;
+                tokio::task::spawn_blocking(move || crate::password::hash_password(&password, cost))
+                    .await
+                    .map_err(|e| crate::failure::AuthFailure::Internal(e.to_string()))?
+                    .map_err(crate::failure::AuthFailure::from)
+            })
+            .await
+            .cloned()
+    }
+
+    pub(crate) fn assertions(&self) -> &crate::assertion::SeenAssertions {
+        &self.assertions
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    pub fn keys(&self) -> Arc<KeySet> {
+        // A poisoned lock still holds a complete key set: keys are replaced whole.
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// `{"keys": [...]}` without private parts.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.keys().jwks()
+    }
+
+    /// Adds a signing key; tokens signed by the previous keys keep verifying until those keys
+    /// are made inactive.
+    pub async fn rotate_keys(&self) -> Result<()> {
+        let keys = keystore::rotate(&self.repo).await?;
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        Ok(())
+    }
+}

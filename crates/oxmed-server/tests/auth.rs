@@ -1,0 +1,623 @@
+//! Identity and OAuth2 over HTTP (spec §2, §3, §4, §10), on both backends: discovery, password
+//! sign-in with PKCE, the code, client-credentials and refresh grants, Basic authentication,
+//! token verification failures, logout, code and refresh-token replay, account lockout. Every
+//! permission is tested with its denial.
+
+mod common;
+
+use base64::Engine;
+use common::{Resp, TestServer, pkce_pair};
+use serde_json::{Value, json};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+async fn form(
+    srv: &TestServer,
+    path: &str,
+    fields: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> Resp {
+    let mut req = srv.plain.post(format!("{}{path}", srv.base)).form(fields);
+    if let Some((id, secret)) = basic {
+        req = req.basic_auth(id, Some(secret));
+    }
+    Resp::from(req.send().await.expect("request")).await
+}
+
+async fn json_post(srv: &TestServer, path: &str, body: &Value) -> Resp {
+    Resp::from(
+        srv.plain
+            .post(format!("{}{path}", srv.base))
+            .json(body)
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await
+}
+
+async fn get_with(srv: &TestServer, path: &str, authorization: &str) -> Resp {
+    Resp::from(
+        srv.plain
+            .get(format!("{}{path}", srv.base))
+            .header("authorization", authorization)
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await
+}
+
+fn oauth_error(r: &Resp, status: u16, error: &str, description: &str) {
+    assert_eq!(r.status, status, "{}", r.text);
+    assert_eq!(r.body["error"], error, "{}", r.text);
+    assert_eq!(r.body["error_description"], description, "{}", r.text);
+}
+
+/// The super admin's ClientApplication (id, secret), read over FHIR as the super admin.
+async fn admin_client(srv: &TestServer) -> (String, String) {
+    let r = srv.get("ClientApplication").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let c = &r.body["entry"][0]["resource"];
+    (
+        c["id"].as_str().expect("client id").to_owned(),
+        c["secret"].as_str().expect("client secret").to_owned(),
+    )
+}
+
+/// `/auth/login` + the code grant, returning the whole token response.
+async fn password_tokens(srv: &TestServer, scope: &str) -> Value {
+    let (verifier, challenge) = pkce_pair();
+    let login = json_post(
+        srv,
+        "auth/login",
+        &json!({"email": oxmed_server::config::TEST_ADMIN_EMAIL,
+            "password": oxmed_server::config::TEST_ADMIN_PASSWORD, "scope": scope,
+            "codeChallenge": challenge, "codeChallengeMethod": "S256"}),
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    let code = login.body["code"].as_str().expect("code").to_owned();
+    let r = form(
+        srv,
+        "oauth2/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body
+}
+
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(&B64.decode(payload).expect("base64url")).expect("JSON claims")
+}
+
+e2e!(discovery_and_jwks, |srv| async move {
+    let oidc: Value = srv
+        .plain
+        .get(format!("{}.well-known/openid-configuration", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(oidc["issuer"], srv.base);
+    assert_eq!(oidc["token_endpoint"], format!("{}oauth2/token", srv.base));
+    assert_eq!(
+        oidc["jwks_uri"],
+        format!("{}.well-known/jwks.json", srv.base)
+    );
+    let as_meta: Value = srv
+        .plain
+        .get(format!(
+            "{}.well-known/oauth-authorization-server",
+            srv.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(as_meta, oidc);
+    let jwks: Value = srv
+        .plain
+        .get(format!("{}.well-known/jwks.json", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert!(!keys.is_empty());
+    for k in keys {
+        assert_eq!(k["alg"], "ES256");
+        assert_eq!(k["use"], "sig");
+        for private in ["d", "p", "q", "dp", "dq", "qi", "x5c", "x5t"] {
+            assert!(k.get(private).is_none(), "{private} exposed in {k}");
+        }
+    }
+    // The token's kid is a published key.
+    let header: Value =
+        serde_json::from_slice(&B64.decode(srv.token.split('.').next().unwrap()).unwrap()).unwrap();
+    assert!(keys.iter().any(|k| k["kid"] == header["kid"]));
+    let pr = srv
+        .plain
+        .get(format!(
+            "{}.well-known/oauth-protected-resource?resource=https://elsewhere/",
+            srv.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pr.status(), 400);
+    assert_eq!(pr.text().await.unwrap(), "Invalid resource URL");
+});
+
+e2e!(fhir_needs_a_valid_bearer_token, |srv| async move {
+    // Metadata is public; everything else is not.
+    let meta = Resp::from(srv.plain.get(srv.url("metadata")).send().await.unwrap()).await;
+    assert_eq!(meta.status, 200);
+    let none = Resp::from(srv.plain.get(srv.url("Patient")).send().await.unwrap()).await;
+    none.outcome(401);
+    assert_eq!(none.body["id"], "unauthorized");
+    assert_eq!(none.body["issue"][0]["code"], "login");
+    assert!(none.header("www-authenticate").is_some());
+    let ok = get_with(&srv, "fhir/R4/Patient", &format!("Bearer {}", srv.token)).await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+
+    let parts: Vec<&str> = srv.token.split('.').collect();
+    let mut payload = claims(&srv.token);
+    let reencode = |v: &Value| B64.encode(v.to_string());
+    let bad_tokens = {
+        let mut out = Vec::new();
+        // Tampered payload, original signature.
+        payload["sub"] = json!("someone-else");
+        out.push(format!("{}.{}.{}", parts[0], reencode(&payload), parts[2]));
+        // alg: none.
+        let none_header = json!({"alg": "none", "typ": "JWT"});
+        out.push(format!("{}.{}.", reencode(&none_header), parts[1]));
+        // HS256 with the public key's JSON as the secret.
+        let header: Value = serde_json::from_slice(&B64.decode(parts[0]).unwrap()).unwrap();
+        let hs_header = json!({"alg": "HS256", "typ": "JWT", "kid": header["kid"]});
+        let signing_input = format!("{}.{}", reencode(&hs_header), parts[1]);
+        out.push(format!("{signing_input}.{}", B64.encode("not-a-real-mac")));
+        // Unknown kid.
+        let unknown = json!({"alg": "ES256", "typ": "JWT", "kid": "nope"});
+        out.push(format!("{}.{}.{}", reencode(&unknown), parts[1], parts[2]));
+        // Garbage.
+        out.push("abc.def".into());
+        out
+    };
+    for t in bad_tokens {
+        get_with(&srv, "fhir/R4/Patient", &format!("Bearer {t}"))
+            .await
+            .outcome(401);
+    }
+    for header in [
+        "Bearer",
+        "Token abc",
+        "Basic !!!",
+        &format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(":")
+        ),
+    ] {
+        get_with(&srv, "fhir/R4/Patient", header).await.outcome(401);
+    }
+});
+
+e2e!(password_login_errors, |srv| async move {
+    let wrong = json_post(
+        &srv,
+        "auth/login",
+        &json!({"email": oxmed_server::config::TEST_ADMIN_EMAIL, "password": "wrong-password"}),
+    )
+    .await;
+    let msg = wrong.outcome(400);
+    assert_eq!(msg, "Email or password is invalid");
+    // An unknown account gets the very same answer.
+    let unknown = json_post(
+        &srv,
+        "auth/login",
+        &json!({"email": "nobody@example.com", "password": "whatever-password"}),
+    )
+    .await;
+    assert_eq!(unknown.outcome(400), "Email or password is invalid");
+    let short = json_post(
+        &srv,
+        "auth/login",
+        &json!({"email": "a@b.c", "password": "1234"}),
+    )
+    .await;
+    assert_eq!(
+        short.outcome(400),
+        "Invalid password, must be at least 5 characters"
+    );
+    let bad_email = json_post(
+        &srv,
+        "auth/login",
+        &json!({"email": "nope", "password": "12345678"}),
+    )
+    .await;
+    assert_eq!(bad_email.outcome(400), "Valid email address is required");
+    let plain_pkce = json_post(
+        &srv,
+        "auth/login",
+        &json!({"email": oxmed_server::config::TEST_ADMIN_EMAIL,
+            "password": oxmed_server::config::TEST_ADMIN_PASSWORD,
+            "codeChallenge": "x".repeat(43), "codeChallengeMethod": "plain"}),
+    )
+    .await;
+    assert_eq!(plain_pkce.outcome(400), "Invalid code challenge method");
+    let unknown_client = json_post(
+        &srv,
+        "auth/login",
+        &json!({"email": oxmed_server::config::TEST_ADMIN_EMAIL,
+            "password": oxmed_server::config::TEST_ADMIN_PASSWORD,
+            "clientId": "00000000-0000-0000-0000-00000000dead"}),
+    )
+    .await;
+    unknown_client.outcome(404);
+});
+
+e2e!(
+    account_locks_after_repeated_wrong_passwords,
+    |srv| async move {
+        let attempt = |password: &'static str| {
+            let srv = &srv;
+            async move {
+                json_post(
+                    srv,
+                    "auth/login",
+                    &json!({"email": oxmed_server::config::TEST_ADMIN_EMAIL, "password": password}),
+                )
+                .await
+            }
+        };
+        for _ in 0..5 {
+            assert_eq!(attempt("wrong-password").await.status, 400);
+        }
+        // Locked: even the right password is refused, with Retry-After.
+        let locked = attempt(oxmed_server::config::TEST_ADMIN_PASSWORD).await;
+        locked.outcome(429);
+        assert!(locked.header("retry-after").is_some());
+        // Another account is not affected.
+        assert_eq!(attempt("wrong-password").await.status, 429);
+        let other = json_post(
+            &srv,
+            "auth/login",
+            &json!({"email": "someone@example.com", "password": "wrong-password"}),
+        )
+        .await;
+        assert_eq!(other.status, 400);
+    }
+);
+
+e2e!(authorization_code_grant_with_pkce, |srv| async move {
+    let (verifier, challenge) = pkce_pair();
+    let login_body = json!({"email": oxmed_server::config::TEST_ADMIN_EMAIL,
+        "password": oxmed_server::config::TEST_ADMIN_PASSWORD, "scope": "openid email",
+        "nonce": "n-123", "codeChallenge": challenge, "codeChallengeMethod": "S256"});
+    let login = json_post(&srv, "auth/login", &login_body).await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    let code = login.body["code"].as_str().unwrap().to_owned();
+    let token = |fields: Vec<(&'static str, String)>| {
+        let srv = &srv;
+        async move {
+            let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            form(srv, "oauth2/token", &f, None).await
+        }
+    };
+    oauth_error(
+        &token(vec![("grant_type", "authorization_code".into())]).await,
+        400,
+        "invalid_request",
+        "Missing code",
+    );
+    oauth_error(
+        &token(vec![
+            ("grant_type", "authorization_code".into()),
+            ("code", "nope".into()),
+        ])
+        .await,
+        400,
+        "invalid_request",
+        "Invalid code",
+    );
+    oauth_error(
+        &token(vec![
+            ("grant_type", "authorization_code".into()),
+            ("code", code.clone()),
+        ])
+        .await,
+        400,
+        "invalid_request",
+        "Missing code verifier",
+    );
+    oauth_error(
+        &token(vec![
+            ("grant_type", "authorization_code".into()),
+            ("code", code.clone()),
+            ("code_verifier", "x".repeat(43)),
+        ])
+        .await,
+        400,
+        "invalid_request",
+        "Invalid code verifier",
+    );
+    // A wrong verifier does not burn the code: the right one still works.
+    let ok = token(vec![
+        ("grant_type", "authorization_code".into()),
+        ("code", code.clone()),
+        ("code_verifier", verifier.clone()),
+    ])
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert_eq!(ok.header("cache-control"), Some("no-store"));
+    assert_eq!(ok.body["token_type"], "Bearer");
+    assert_eq!(ok.body["expires_in"], 3600);
+    assert!(
+        ok.body.get("refresh_token").is_none(),
+        "no offline scope, no refresh token"
+    );
+    let access = ok.body["access_token"].as_str().unwrap().to_owned();
+    let a = claims(&access);
+    assert_eq!(a["iss"], srv.base);
+    assert!(a.get("email").is_none());
+    assert!(a["profile"].as_str().unwrap().starts_with("Practitioner/"));
+    let id = claims(ok.body["id_token"].as_str().unwrap());
+    assert_eq!(id["nonce"], "n-123");
+    assert_eq!(id["email"], oxmed_server::config::TEST_ADMIN_EMAIL);
+    assert_eq!(id["fhirUser"], a["profile"]);
+    let me = get_with(&srv, "auth/me", &format!("Bearer {access}")).await;
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(me.body["project"]["superAdmin"], true);
+    assert_eq!(
+        me.body["user"]["email"],
+        oxmed_server::config::TEST_ADMIN_EMAIL
+    );
+    assert!(
+        !me.body["security"]["sessions"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // The code again: refused, and the Login's tokens stop working.
+    oauth_error(
+        &token(vec![
+            ("grant_type", "authorization_code".into()),
+            ("code", code.clone()),
+            ("code_verifier", verifier.clone()),
+        ])
+        .await,
+        400,
+        "invalid_grant",
+        "Token already granted",
+    );
+    get_with(&srv, "fhir/R4/Patient", &format!("Bearer {access}"))
+        .await
+        .outcome(401);
+    // Other sessions are untouched.
+    let other = get_with(&srv, "fhir/R4/Patient", &format!("Bearer {}", srv.token)).await;
+    assert_eq!(other.status, 200);
+    oauth_error(
+        &token(vec![]).await,
+        400,
+        "invalid_request",
+        "Missing grant_type",
+    );
+    oauth_error(
+        &token(vec![("grant_type", "password".into())]).await,
+        400,
+        "invalid_request",
+        "Unsupported grant_type",
+    );
+    let json_body = srv
+        .plain
+        .post(format!("{}oauth2/token", srv.base))
+        .json(&json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_body.status(), 400);
+    assert_eq!(json_body.text().await.unwrap(), "Unsupported content type");
+});
+
+e2e!(client_credentials_and_basic_auth, |srv| async move {
+    let (id, secret) = admin_client(&srv).await;
+    let grant = [("grant_type", "client_credentials")];
+    oauth_error(
+        &form(&srv, "oauth2/token", &grant, None).await,
+        400,
+        "invalid_request",
+        "Missing client_id",
+    );
+    oauth_error(
+        &form(
+            &srv,
+            "oauth2/token",
+            &[("grant_type", "client_credentials"), ("client_id", &id)],
+            None,
+        )
+        .await,
+        400,
+        "invalid_request",
+        "Missing client_secret",
+    );
+    oauth_error(
+        &form(&srv, "oauth2/token", &grant, Some((&id, "wrong"))).await,
+        400,
+        "invalid_request",
+        "Invalid secret",
+    );
+    oauth_error(
+        &form(
+            &srv,
+            "oauth2/token",
+            &grant,
+            Some(("00000000-0000-0000-0000-000000000000", "x")),
+        )
+        .await,
+        400,
+        "invalid_request",
+        "Invalid client",
+    );
+    let r = Resp::from(
+        srv.plain
+            .post(format!("{}oauth2/token", srv.base))
+            .header("authorization", "Bearer abc")
+            .form(&grant)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    oauth_error(&r, 400, "invalid_request", "Invalid authorization header");
+    // client_secret_basic and client_secret_post.
+    let basic = form(&srv, "oauth2/token", &grant, Some((&id, &secret))).await;
+    assert_eq!(basic.status, 200, "{}", basic.text);
+    let post = form(
+        &srv,
+        "oauth2/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", &secret),
+            ("scope", "openid profile"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(post.status, 200, "{}", post.text);
+    assert_eq!(post.body["scope"], "openid profile");
+    assert!(post.body.get("refresh_token").is_none());
+    let access = post.body["access_token"].as_str().unwrap().to_owned();
+    let c = claims(&access);
+    assert_eq!(c["sub"], id);
+    assert_eq!(c["client_id"], id);
+    assert_eq!(c["profile"], format!("ClientApplication/{id}"));
+    let read = get_with(
+        &srv,
+        "fhir/R4/ClientApplication",
+        &format!("Bearer {access}"),
+    )
+    .await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    // Written by the client: it is the author.
+    let created = Resp::from(
+        srv.plain
+            .post(srv.url("Patient"))
+            .header("authorization", format!("Bearer {access}"))
+            .header("content-type", "application/fhir+json")
+            .body(json!({"resourceType": "Patient"}).to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(
+        created.body["meta"]["author"]["reference"],
+        format!("ClientApplication/{id}")
+    );
+
+    // Basic authentication of a FHIR request with the client's id and secret.
+    let creds = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    let basic_read = get_with(&srv, "fhir/R4/Patient", &format!("Basic {creds}")).await;
+    assert_eq!(basic_read.status, 200, "{}", basic_read.text);
+    let wrong = base64::engine::general_purpose::STANDARD.encode(format!("{id}:wrong"));
+    get_with(&srv, "fhir/R4/Patient", &format!("Basic {wrong}"))
+        .await
+        .outcome(401);
+
+    // Logout revokes the client's token too, though its Login was never stored.
+    let out = get_with(&srv, "oauth2/logout", &format!("Bearer {access}")).await;
+    assert_eq!(out.status, 200, "{}", out.text);
+    get_with(&srv, "fhir/R4/Patient", &format!("Bearer {access}"))
+        .await
+        .outcome(401);
+    get_with(&srv, "oauth2/logout", &format!("Bearer {access}"))
+        .await
+        .outcome(401);
+    // A new grant works.
+    let again = form(&srv, "oauth2/token", &grant, Some((&id, &secret))).await;
+    let fresh = again.body["access_token"].as_str().unwrap();
+    assert_eq!(
+        get_with(&srv, "fhir/R4/Patient", &format!("Bearer {fresh}"))
+            .await
+            .status,
+        200
+    );
+
+    // A client switched off can no longer get tokens, and its tokens stop working.
+    let mut client = srv.get(&format!("ClientApplication/{id}")).await.body;
+    client["status"] = json!("off");
+    assert_eq!(
+        srv.put(&format!("ClientApplication/{id}"), &client)
+            .await
+            .status,
+        200
+    );
+    oauth_error(
+        &form(&srv, "oauth2/token", &grant, Some((&id, &secret))).await,
+        400,
+        "invalid_request",
+        "Invalid client",
+    );
+    get_with(&srv, "fhir/R4/Patient", &format!("Bearer {fresh}"))
+        .await
+        .outcome(401);
+});
+
+e2e!(refresh_tokens_rotate_and_reuse_revokes, |srv| async move {
+    // The super-admin project never gets refresh tokens (spec §3.2).
+    let tokens = password_tokens(&srv, "openid offline").await;
+    assert!(tokens.get("refresh_token").is_none(), "{tokens}");
+    oauth_error(
+        &form(
+            &srv,
+            "oauth2/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", "x.y.z")],
+            None,
+        )
+        .await,
+        400,
+        "invalid_request",
+        "Invalid refresh token",
+    );
+    // The access token of that login still works until logout.
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        get_with(&srv, "fhir/R4/Patient", &format!("Bearer {access}"))
+            .await
+            .status,
+        200
+    );
+    let out = Resp::from(
+        srv.plain
+            .post(format!("{}oauth2/logout", srv.base))
+            .header("authorization", format!("Bearer {access}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(out.status, 200);
+    assert_eq!(out.body["id"], "ok");
+    get_with(&srv, "fhir/R4/Patient", &format!("Bearer {access}"))
+        .await
+        .outcome(401);
+    get_with(&srv, "auth/me", &format!("Bearer {access}"))
+        .await
+        .outcome(401);
+});
