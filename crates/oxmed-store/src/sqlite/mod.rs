@@ -38,6 +38,12 @@ struct Inner {
     closing: Arc<AtomicBool>,
 }
 
+/// How much of the database file is read through a memory map: all of it. Reading past the map
+/// costs a syscall and a copy per page; the map costs address space only, and the OS page cache
+/// it reads is shared by every connection. (The build raises SQLite's own cap to match: see
+/// `.cargo/config.toml`.)
+const MMAP_SIZE: i64 = 1 << 40;
+
 /// Readers that may run on the blocking pool at once. SQLite readers are CPU-bound once pages are
 /// cached, so more than a few per core only queue in the kernel instead of here.
 const BLOCKING_READERS: usize = 16;
@@ -342,7 +348,7 @@ fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
     // Pages are read through a mapping of the file rather than a large private cache: every
     // commit walks the whole page cache (pcache1Truncate), so a big one costs time, not only
     // memory.
-    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
+    conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
@@ -359,7 +365,7 @@ fn open_reader(path: &str) -> Result<Connection, StoreError> {
     conn.set_prepared_statement_cache_capacity(64);
     // Readers map the file instead of copying pages into a private cache each: the OS page cache
     // is shared by all of them and is not the process's private memory.
-    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
+    conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
     conn.pragma_update(None, "cache_size", -1024)?;
     Ok(conn)
 }
@@ -388,7 +394,8 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 /// Checkpoints the WAL every 200 ms (PASSIVE: never blocks readers or the writer), and once more
-/// fully when the store closes.
+/// fully when the store closes. (A WAL that still grows is truncated by the writer itself: see
+/// `writer::WAL_LIMIT_BYTES`.)
 fn spawn_checkpointer(
     path: String,
     closing: Arc<AtomicBool>,
@@ -566,4 +573,27 @@ fn count_rows(c: &Connection, count: &Statement) -> Result<u64, StoreError> {
         None => 0,
     };
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole file is mapped: SQLite's default build would cap the map at 2 GiB and quietly
+    /// answer with that, so this fails if the build flag in `.cargo/config.toml` is lost.
+    #[test]
+    fn readers_map_the_whole_file() {
+        let dir = std::env::temp_dir().join(format!("oxmed-mmap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("oxmed.db");
+        let path = path.to_str().unwrap();
+        drop(Connection::open(path).unwrap());
+        let conn = open_reader(path).unwrap();
+        let size: i64 = conn
+            .query_row("PRAGMA mmap_size", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(size, MMAP_SIZE);
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -63,7 +63,18 @@ impl WriterHandle {
     }
 }
 
+/// A WAL larger than this is emptied by the writer between two groups.
+///
+/// Under a sustained write load the checkpointer's PASSIVE checkpoints never find the WAL fully
+/// copied when the next group begins, so SQLite never rewinds it and the file grows without
+/// bound (9 GB while loading 800,000 Observations, until the disk was full). A TRUNCATE
+/// checkpoint needs the write lock, which only the writer gets reliably under load: it takes
+/// it between groups, copies what the checkpointer has not yet copied, and empties the file.
+/// Writes wait for that copy only.
+pub(super) const WAL_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
+
 fn run(conn: Connection, rx: mpsc::Receiver<Job>, keys: &ProjectKeys) {
+    let wal = conn.path().map(|p| format!("{p}-wal"));
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -73,6 +84,12 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, keys: &ProjectKeys) {
             }
         }
         commit_group(&conn, keys, jobs);
+        if let Some(wal) = &wal
+            && std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_LIMIT_BYTES)
+            && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "sqlite WAL truncation failed");
+        }
     }
 }
 
