@@ -30,6 +30,7 @@ pub mod error;
 pub mod failure;
 pub mod grant;
 pub mod identity;
+pub mod introspect;
 pub mod jwt;
 pub mod keys;
 pub mod keystore;

@@ -621,3 +621,81 @@ e2e!(refresh_tokens_rotate_and_reuse_revokes, |srv| async move {
         .await
         .outcome(401);
 });
+
+e2e!(introspection_revocation_and_userinfo, |srv| async move {
+    let tokens = password_tokens(&srv, "openid profile email").await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let id_token = tokens["id_token"].as_str().unwrap().to_owned();
+    // userinfo: sub is the profile's id; scopes add claims.
+    let info = get_with(&srv, "oauth2/userinfo", &format!("Bearer {access}")).await;
+    assert_eq!(info.status, 200, "{}", info.text);
+    let profile = claims(&access)["profile"].as_str().unwrap().to_owned();
+    assert_eq!(
+        format!("Practitioner/{}", info.body["sub"].as_str().unwrap()),
+        profile
+    );
+    assert_eq!(info.body["email"], oxmed_server::config::TEST_ADMIN_EMAIL);
+    assert_eq!(info.body["family_name"], "Admin");
+    get_with(&srv, "oauth2/userinfo", "Bearer nope")
+        .await
+        .outcome(401);
+    // With only openid: just sub.
+    let bare = password_tokens(&srv, "openid").await;
+    let info = get_with(
+        &srv,
+        "oauth2/userinfo",
+        &format!("Bearer {}", bare["access_token"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(info.body.as_object().unwrap().len(), 1, "{}", info.text);
+
+    // introspect: active, then inactive after revocation; never for an id token or garbage.
+    let r = form(&srv, "oauth2/introspect", &[("token", &access)], None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["active"], true);
+    assert_eq!(r.body["scope"], "openid profile email");
+    assert_eq!(r.body["iss"], srv.base);
+    for t in [id_token.as_str(), "x.y.z"] {
+        let r = form(&srv, "oauth2/introspect", &[("token", t)], None).await;
+        assert_eq!(r.body, json!({"active": false}), "{t}");
+    }
+    oauth_error(
+        &form(&srv, "oauth2/introspect", &[("nothing", "")], None).await,
+        400,
+        "invalid_request",
+        "Missing token",
+    );
+    // revoke (RFC 7009): 200 for garbage too; the token stops working.
+    let r = form(&srv, "oauth2/revoke", &[("token", "garbage")], None).await;
+    assert_eq!(r.status, 200);
+    let r = form(&srv, "oauth2/revoke", &[("token", &access)], None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    get_with(&srv, "fhir/R4/Patient", &format!("Bearer {access}"))
+        .await
+        .outcome(401);
+    let r = form(&srv, "oauth2/introspect", &[("token", &access)], None).await;
+    assert_eq!(r.body, json!({"active": false}));
+    // Other sessions live on.
+    assert_eq!(
+        get_with(&srv, "fhir/R4/Patient", &format!("Bearer {}", srv.token))
+            .await
+            .status,
+        200
+    );
+    // A client-credentials token, revoked the same way.
+    let (id, secret) = admin_client(&srv).await;
+    let cc = form(
+        &srv,
+        "oauth2/token",
+        &[("grant_type", "client_credentials")],
+        Some((&id, &secret)),
+    )
+    .await;
+    let cc_token = cc.body["access_token"].as_str().unwrap().to_owned();
+    let r = form(&srv, "oauth2/introspect", &[("token", &cc_token)], None).await;
+    assert_eq!(r.body["active"], true);
+    assert_eq!(r.body["client_id"], id);
+    form(&srv, "oauth2/revoke", &[("token", &cc_token)], None).await;
+    let r = form(&srv, "oauth2/introspect", &[("token", &cc_token)], None).await;
+    assert_eq!(r.body, json!({"active": false}));
+});

@@ -24,10 +24,16 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 fn auth_routes(state: &AppState) -> Router<AppState> {
     let authenticated = Router::new()
         .route("/oauth2/logout", get(oauth2::logout).post(oauth2::logout))
+        .route(
+            "/oauth2/userinfo",
+            get(oauth2::userinfo).post(oauth2::userinfo),
+        )
         .route("/auth/me", get(auth::me))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/oauth2/token", post(oauth2::token))
+        .route("/oauth2/introspect", post(oauth2::introspect))
+        .route("/oauth2/revoke", post(oauth2::revoke))
         .route("/auth/login", post(auth::login))
         .route("/auth/profile", post(auth::profile))
         .merge(authenticated)

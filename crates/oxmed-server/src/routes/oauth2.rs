@@ -112,3 +112,59 @@ pub async fn logout(
     }
     resp
 }
+
+/// The `token` form field of a form-encoded body; `None` if the body is not a form or has none.
+fn token_field(headers: &HeaderMap, body: &Bytes) -> Option<String> {
+    if !is_form(headers) {
+        return None;
+    }
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .filter(|t| !t.is_empty())
+}
+
+fn missing_token(headers: &HeaderMap) -> Response {
+    if is_form(headers) {
+        oauth_error(AuthFailure::invalid_request("Missing token"))
+    } else {
+        (StatusCode::BAD_REQUEST, "Unsupported content type").into_response()
+    }
+}
+
+/// `POST /oauth2/introspect` (RFC 7662).
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(token) = token_field(&headers, &body) else {
+        return missing_token(&headers);
+    };
+    match state.auth.introspect(&token).await {
+        Ok(body) => no_store(StatusCode::OK, &body),
+        Err(e) => oauth_error(e),
+    }
+}
+
+/// `POST /oauth2/revoke` (RFC 7009): 200 whether or not the token was valid (§2.2).
+pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(token) = token_field(&headers, &body) else {
+        return missing_token(&headers);
+    };
+    match state.auth.revoke_token(&token).await {
+        Ok(()) => no_store(StatusCode::OK, &json!({})),
+        Err(e) => oauth_error(e),
+    }
+}
+
+/// `GET|POST /oauth2/userinfo`.
+pub async fn userinfo(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+) -> Response {
+    match state.auth.userinfo(&caller).await {
+        Ok(body) => no_store(StatusCode::OK, &body),
+        Err(e) => auth_outcome(&e),
+    }
+}
