@@ -12,7 +12,7 @@ use crate::identity::{ClientApplication, Login, Project, Reference, User};
 use crate::records;
 use crate::secret::{constant_time_eq, generate_secret};
 use crate::service::Auth;
-use crate::session::decode_basic;
+use crate::session::{decode_basic, strip_scheme};
 use crate::tokens::{Grant, now_secs};
 use crate::{digest, pkce, scope};
 use oxmed_repo::{SERVER_PROJECT, parse_stored};
@@ -71,11 +71,7 @@ impl Auth {
             });
         }
         if let Some(header) = req.authorization {
-            let Some(encoded) = header
-                .split_once(' ')
-                .filter(|(s, _)| s.eq_ignore_ascii_case("Basic"))
-                .map(|(_, rest)| rest)
-            else {
+            let Some(encoded) = strip_scheme(header, "Basic") else {
                 return Err(AuthFailure::invalid_request("Invalid authorization header"));
             };
             let (id, secret) = decode_basic(encoded)
@@ -157,12 +153,7 @@ impl Auth {
         {
             return Err(AuthFailure::invalid_request("Invalid client"));
         }
-        let Some(membership_id) = login
-            .membership
-            .as_ref()
-            .and_then(|m| m.id_of("ProjectMembership"))
-            .map(str::to_owned)
-        else {
+        let Some(membership_id) = login.membership_id().map(str::to_owned) else {
             return Err(AuthFailure::invalid_request("Invalid profile"));
         };
         if login.is_granted() {
@@ -290,10 +281,8 @@ impl Auth {
             .and_then(|c| c.id_of("ClientApplication"))
             .map(str::to_owned);
         if let Some(header) = req.authorization {
-            let (id, secret) = header
-                .split_once(' ')
-                .filter(|(s, _)| s.eq_ignore_ascii_case("Basic"))
-                .and_then(|(_, rest)| decode_basic(rest))
+            let (id, secret) = strip_scheme(header, "Basic")
+                .and_then(decode_basic)
                 .ok_or_else(|| AuthFailure::invalid_request("Invalid authorization header"))?;
             if login_client.as_deref() != Some(id.as_str()) {
                 return Err(AuthFailure::invalid_grant("Incorrect client"));
@@ -317,9 +306,7 @@ impl Auth {
             return Err(AuthFailure::invalid_grant("Invalid token"));
         }
         let membership_id = login
-            .membership
-            .as_ref()
-            .and_then(|m| m.id_of("ProjectMembership"))
+            .membership_id()
             .map(str::to_owned)
             .ok_or_else(invalid)?;
         let (membership, project) = self
@@ -360,18 +347,18 @@ impl Auth {
         })
     }
 
-    /// Marks a Login revoked: every token minted from it stops working at once.
-    pub async fn revoke_login(&self, login_id: &str) -> Result<()> {
+    /// Marks a Login revoked: every token minted from it stops working at once. False when no
+    /// such Login is stored.
+    pub async fn revoke_login(&self, login_id: &str) -> Result<bool> {
         let Some(stored) = self.repo().system_read("Login", login_id).await? else {
-            return Ok(());
+            return Ok(false);
         };
         let mut login = Login::from_value(parse_stored(&stored)?)?;
-        if login.is_revoked() {
-            return Ok(());
+        if !login.is_revoked() {
+            login.revoked = Some(true);
+            records::put(self.repo(), SERVER_PROJECT, login.to_value()).await?;
         }
-        login.revoked = Some(true);
-        records::put(self.repo(), SERVER_PROJECT, login.to_value()).await?;
-        Ok(())
+        Ok(true)
     }
 
     pub(crate) async fn user_of(&self, user: &Reference) -> Result<Option<User>> {

@@ -46,7 +46,7 @@ impl Reference {
 
 macro_rules! resource_view {
     ($name:ident, $type_name:literal, { $($body:tt)* }) => {
-        #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+        #[derive(Clone, Default, Serialize, Deserialize)]
         #[serde(rename_all = "camelCase")]
         pub struct $name {
             #[serde(default = $type_name)]
@@ -58,6 +58,14 @@ macro_rules! resource_view {
             $($body)*
             #[serde(flatten)]
             pub rest: Map<String, Value>,
+        }
+
+        /// Only the type and id: these resources carry password hashes, client secrets and
+        /// session digests, which must never reach a log through `{:?}`.
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}/{}", Self::TYPE, self.id())
+            }
         }
 
         impl $name {
@@ -162,6 +170,10 @@ impl Login {
     }
     pub fn is_granted(&self) -> bool {
         self.granted == Some(true)
+    }
+    /// The id of the membership chosen, once there is one.
+    pub fn membership_id(&self) -> Option<&str> {
+        self.membership.as_ref()?.id_of("ProjectMembership")
     }
 }
 
@@ -289,6 +301,18 @@ mod tests {
         assert_eq!(login.meta_project(), Some("p"));
         assert!(!login.is_granted());
         assert_eq!(login.to_value(), v);
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let u = User::from_value(json!({"resourceType": "User", "id": "u1",
+            "passwordHash": "$2a$10$secret-hash", "mfaSecret": "MFASECRET"}))
+        .unwrap();
+        let c = ClientApplication::from_value(json!({"resourceType": "ClientApplication",
+            "id": "c1", "secret": "client-secret"}))
+        .unwrap();
+        let shown = format!("{u:?} {c:?}");
+        assert_eq!(shown, "User/u1 ClientApplication/c1");
     }
 
     #[test]

@@ -46,11 +46,11 @@ impl Auth {
             if let Ok(caller) = self.authenticate(Some(&format!("Bearer {token}"))).await {
                 return self.logout(&caller).await;
             }
-            return self.revoke_login(&claims.login_id).await;
+            return self.revoke_login(&claims.login_id).await.map(drop);
         }
         let options = VerifyOptions::new(self.config().issuer());
         if let Ok(claims) = self.keys().verify::<RefreshClaims>(token, &options) {
-            return self.revoke_login(&claims.login_id).await;
+            return self.revoke_login(&claims.login_id).await.map(drop);
         }
         Ok(())
     }

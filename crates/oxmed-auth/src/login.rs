@@ -14,10 +14,10 @@ use crate::{digest, password, pkce};
 use oxmed_repo::{SERVER_PROJECT, Scope, parse_stored};
 
 /// `POST /auth/login` (and later Google, external): what the caller sent.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct LoginRequest {
     pub email: String,
-    /// Never logged: `Debug` of this struct is not used in logs.
+    /// Never shown: `Debug` prints the email only.
     pub password: String,
     pub project_id: Option<String>,
     pub client_id: Option<String>,
@@ -30,6 +30,15 @@ pub struct LoginRequest {
     pub origin: Option<String>,
     pub remote_address: Option<String>,
     pub user_agent: Option<String>,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("email", &self.email)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a login stage answers (spec §4.3), plus the cookie to set when there is a client.

@@ -100,16 +100,11 @@ impl Auth {
     /// Revokes the caller's Login. A client-credentials Login was never stored; its revocation
     /// is, under the id its tokens carry.
     pub async fn logout(&self, caller: &Caller) -> Result<()> {
-        if self
-            .repo()
-            .system_read("Login", &caller.login_id)
-            .await?
-            .is_some()
-        {
-            return self.revoke_login(&caller.login_id).await;
-        }
         if caller.login_id.is_empty() {
             return Err(AuthFailure::Unauthorized);
+        }
+        if self.revoke_login(&caller.login_id).await? {
+            return Ok(());
         }
         let login = Login {
             id: Some(caller.login_id.clone()),

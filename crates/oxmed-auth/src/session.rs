@@ -224,11 +224,7 @@ impl Auth {
                 if login.is_revoked() {
                     return Ok(Session::Invalid);
                 }
-                let Some(membership_id) = login
-                    .membership
-                    .as_ref()
-                    .and_then(|m| m.id_of("ProjectMembership"))
-                else {
+                let Some(membership_id) = login.membership_id() else {
                     return Ok(Session::Invalid);
                 };
                 let Some((membership, project)) =
@@ -371,7 +367,7 @@ impl Auth {
 }
 
 /// The credentials after `Scheme ` (scheme matched case-insensitively, RFC 9110 §11.1).
-fn strip_scheme<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
+pub(crate) fn strip_scheme<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
     let (s, rest) = header.split_once(' ')?;
     let rest = rest.trim();
     (s.eq_ignore_ascii_case(scheme) && !rest.is_empty()).then_some(rest)
