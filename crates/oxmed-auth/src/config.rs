@@ -15,6 +15,11 @@ pub struct AuthConfig {
     /// How long a verified access token stays in the verification cache at most (it never
     /// outlives the token's own `exp`).
     pub token_cache_ttl: Duration,
+    /// Steps of 30 seconds a TOTP code may be early or late (Medplum's
+    /// `mfaAuthenticatorWindow`, 1 by default).
+    pub mfa_window: u32,
+    /// The issuer an authenticator app shows beside the account.
+    pub mfa_issuer: String,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -44,6 +49,8 @@ impl AuthConfig {
             admin_email: "admin@example.com".into(),
             admin_password: None,
             token_cache_ttl: Duration::from_secs(300),
+            mfa_window: 1,
+            mfa_issuer: "oxmed".into(),
         }
     }
 

@@ -171,6 +171,12 @@ impl Login {
     pub fn is_granted(&self) -> bool {
         self.granted == Some(true)
     }
+    /// `Project/new`: the sign-in of someone about to create a project (spec §4.1).
+    pub fn is_new_project(&self) -> bool {
+        self.project
+            .as_ref()
+            .is_some_and(|p| p.id_of("Project") == Some("new"))
+    }
     /// The id of the membership chosen, once there is one.
     pub fn membership_id(&self) -> Option<&str> {
         self.membership.as_ref()?.id_of("ProjectMembership")

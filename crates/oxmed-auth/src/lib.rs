@@ -18,11 +18,12 @@
 //! [`service`] ([`Auth`]), [`config`], [`keystore`] (keys as `JsonWebKey` resources),
 //! [`bootstrap`] (first start), [`identity`] (typed views of User, Login, ...), [`session`]
 //! (who is calling), [`login`] (the `/auth/*` stages), [`grant`] (`/oauth2/token`),
-//! [`assertion`] (`private_key_jwt`), [`tokens`] (minting), [`me`] (`/auth/me`, logout),
+//! [`assertion`] (`private_key_jwt`), [`tokens`] (minting), [`me`] (`/auth/me`, logout), [`mfa`] (TOTP second factor),
 //! [`records`] (system writes), [`failure`] (how a step fails).
 
 pub mod assertion;
 pub mod bootstrap;
+pub mod change_password;
 pub mod claims;
 pub mod config;
 pub mod duration;
@@ -36,6 +37,7 @@ pub mod keys;
 pub mod keystore;
 pub mod login;
 pub mod me;
+pub mod mfa;
 pub mod password;
 pub mod pkce;
 pub mod qr;

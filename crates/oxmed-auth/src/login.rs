@@ -105,7 +105,7 @@ impl Auth {
                 .map_err(|e| AuthFailure::Internal(e.to_string()))?;
         // One answer for an unknown email and a wrong password (OWASP ASVS 2.2: no account
         // enumeration); Medplum says "User not found" for the first.
-        let (user_id, user) = match user {
+        let (user_id, _user) = match user {
             Some(found) if matches => found,
             _ => return Err(AuthFailure::invalid(WRONG_CREDENTIALS)),
         };
@@ -128,9 +128,10 @@ impl Auth {
         };
         login.granted = Some(false);
         let stored = records::create(self.repo(), SERVER_PROJECT, login.to_value()).await?;
+        let version = records::version_of(&stored).unwrap_or_default().to_owned();
         let login = Login::from_value(stored)?;
-        let memberships = self.memberships_of(&login, &user).await?;
-        if memberships.is_empty() {
+        let memberships = self.memberships_of(&login).await?;
+        if memberships.is_empty() && !login.is_new_project() {
             return Err(AuthFailure::invalid("User not found"));
         }
         if memberships.len() == 1 {
@@ -138,7 +139,102 @@ impl Auth {
                 .choose_membership(login.id(), memberships[0].id())
                 .await;
         }
-        let list: Vec<Value> = memberships
+        self.login_result(login, &version, false).await
+    }
+
+    /// `GET /auth/login/:login`: picks up a Login where it stopped (after an external sign-in
+    /// or a page reload), with the answer of [`Auth::login_result`].
+    pub async fn resume_login(&self, login_id: &str) -> Result<LoginResult> {
+        if uuid::Uuid::parse_str(login_id).is_err() {
+            return Err(AuthFailure::invalid("Invalid login"));
+        }
+        let (login, version) = self.login_for_update(login_id).await?;
+        if login.is_granted() {
+            return Err(AuthFailure::invalid("Login already granted"));
+        }
+        if login.is_revoked() {
+            return Err(AuthFailure::invalid("Login revoked"));
+        }
+        self.login_result(login, &version, false).await
+    }
+
+    /// `POST /auth/scope {login, scope}`: the user narrows what the app asked for (spec §4.4).
+    pub async fn narrow_scope(&self, login_id: &str, scope: &str) -> Result<LoginResult> {
+        let (mut login, version) = self.login_for_update(login_id).await?;
+        if login.is_revoked() {
+            return Err(AuthFailure::invalid("Login revoked"));
+        }
+        if login.is_granted() {
+            return Err(AuthFailure::invalid("Login granted"));
+        }
+        if login.membership.is_none() {
+            return Err(AuthFailure::invalid("Login profile not set"));
+        }
+        let granted = login.scope.as_deref().unwrap_or_default();
+        if !crate::scope::narrows(scope, granted) {
+            return Err(AuthFailure::invalid("Invalid scope"));
+        }
+        login.scope = Some(scope.to_owned());
+        self.login_result(login, &version, true).await
+    }
+
+    /// A stored Login and its version, for a conditional write; 404 if unknown.
+    pub(crate) async fn login_for_update(&self, login_id: &str) -> Result<(Login, String)> {
+        let stored = self
+            .repo()
+            .system_read("Login", login_id)
+            .await?
+            .ok_or(AuthFailure::NotFound)?;
+        let value = parse_stored(&stored)?;
+        let version = records::version_of(&value).unwrap_or_default().to_owned();
+        Ok((Login::from_value(value)?, version))
+    }
+
+    /// `sendLoginResult` (spec §4.3): the next step of a sign-in. A password login of a user with
+    /// MFA gets no code before its TOTP code is verified; `changed` says the Login must be
+    /// written even when no code is issued.
+    pub(crate) async fn login_result(
+        &self,
+        login: Login,
+        version: &str,
+        changed: bool,
+    ) -> Result<LoginResult> {
+        if login.auth_method == "password" && login.mfa_verified != Some(true) {
+            let user = self
+                .user_of(&login.user)
+                .await?
+                .ok_or_else(|| AuthFailure::invalid("User not found"))?;
+            if user.mfa_required == Some(true) && user.mfa_enrolled != Some(true) {
+                let login = self.keep_login(login, version, changed).await?;
+                let (enroll_uri, enroll_qr_code) = self.enroll_material(&login.user).await?;
+                return Ok(LoginResult {
+                    body: json!({"login": login.id(), "mfaEnrollRequired": true,
+                        "enrollUri": enroll_uri, "enrollQrCode": enroll_qr_code}),
+                    cookie: None,
+                });
+            }
+            if user.mfa_enrolled == Some(true) {
+                let login = self.keep_login(login, version, changed).await?;
+                return Ok(LoginResult {
+                    body: json!({"login": login.id(), "mfaRequired": true}),
+                    cookie: None,
+                });
+            }
+        }
+        if login.is_new_project() {
+            let login = self.keep_login(login, version, changed).await?;
+            return Ok(LoginResult {
+                body: json!({"login": login.id()}),
+                cookie: None,
+            });
+        }
+        if login.membership.is_some() {
+            return self.finish_with_code(login, version).await;
+        }
+        let login = self.keep_login(login, version, changed).await?;
+        let list: Vec<Value> = self
+            .memberships_of(&login)
+            .await?
             .iter()
             .map(|m| {
                 json!({"id": m.id(), "project": m.project, "profile": m.profile,
@@ -149,6 +245,17 @@ impl Auth {
             body: json!({"login": login.id(), "memberships": list}),
             cookie: None,
         })
+    }
+
+    /// Writes `login` if `changed`, failing if another step wrote it first.
+    async fn keep_login(&self, login: Login, version: &str, changed: bool) -> Result<Login> {
+        if !changed {
+            return Ok(login);
+        }
+        let written = records::put_if(self.repo(), SERVER_PROJECT, login.to_value(), version)
+            .await?
+            .ok_or_else(|| AuthFailure::invalid("Login changed, please try again"))?;
+        Login::from_value(written)
     }
 
     /// A client named in a login: an unknown one is 404 (spec §4.1).
@@ -196,13 +303,12 @@ impl Auth {
 
     /// The user's memberships, in the login's project if it has one, of the requested profile
     /// type if any.
-    async fn memberships_of(&self, login: &Login, user: &User) -> Result<Vec<ProjectMembership>> {
+    async fn memberships_of(&self, login: &Login) -> Result<Vec<ProjectMembership>> {
         let user_ref = login.user.text().to_owned();
         let project = login.project.as_ref().and_then(|p| p.id_of("Project"));
         if project == Some("new") {
             return Ok(Vec::new());
         }
-        let _ = user;
         let found = match project {
             Some(p) => {
                 self.repo()
@@ -242,14 +348,7 @@ impl Auth {
         login_id: &str,
         membership_id: &str,
     ) -> Result<LoginResult> {
-        let stored = self
-            .repo()
-            .system_read("Login", login_id)
-            .await?
-            .ok_or(AuthFailure::NotFound)?;
-        let value = parse_stored(&stored)?;
-        let version = records::version_of(&value).unwrap_or_default().to_owned();
-        let mut login = Login::from_value(value)?;
+        let (mut login, version) = self.login_for_update(login_id).await?;
         if login.is_revoked() {
             return Err(AuthFailure::invalid("Login revoked"));
         }
@@ -269,7 +368,7 @@ impl Auth {
             return Err(AuthFailure::invalid("Profile not active"));
         }
         login.membership = Some(membership.reference());
-        self.finish_with_code(login, &version).await
+        self.login_result(login, &version, true).await
     }
 
     /// Writes the Login with a fresh code and a fresh cookie and answers `{login, code}`.

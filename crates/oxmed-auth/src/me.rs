@@ -97,6 +97,24 @@ impl Auth {
         Ok(out)
     }
 
+    /// `POST /auth/revoke {loginId}`: ends one of the caller's own sessions (spec §10). Someone
+    /// else's Login is 404, as if it did not exist.
+    pub async fn revoke_session(&self, caller: &Caller, login_id: &str) -> Result<()> {
+        if uuid::Uuid::parse_str(login_id).is_err() {
+            return Err(AuthFailure::invalid("Login ID is required."));
+        }
+        let stored = self
+            .repo()
+            .system_read("Login", login_id)
+            .await?
+            .ok_or(AuthFailure::NotFound)?;
+        let login = Login::from_value(parse_stored(&stored)?)?;
+        if login.user.text() != caller.user.text() {
+            return Err(AuthFailure::NotFound);
+        }
+        self.revoke_login(login_id).await.map(|_| ())
+    }
+
     /// Revokes the caller's Login. A client-credentials Login was never stored; its revocation
     /// is, under the id its tokens carry.
     pub async fn logout(&self, caller: &Caller) -> Result<()> {

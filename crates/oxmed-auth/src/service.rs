@@ -19,6 +19,7 @@ pub struct Auth {
     pub(crate) sessions: Arc<Sessions>,
     assertions: crate::assertion::SeenAssertions,
     dummy_hash: tokio::sync::OnceCell<String>,
+    used_steps: crate::mfa::UsedSteps,
 }
 
 impl Auth {
@@ -40,6 +41,7 @@ impl Auth {
             sessions,
             assertions: Default::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
+            used_steps: Default::default(),
         };
         Ok((Arc::new(auth), seeded))
     }
@@ -65,6 +67,10 @@ impl Auth {
 
     pub(crate) fn assertions(&self) -> &crate::assertion::SeenAssertions {
         &self.assertions
+    }
+
+    pub(crate) fn used_steps(&self) -> &crate::mfa::UsedSteps {
+        &self.used_steps
     }
 
     pub fn config(&self) -> &AuthConfig {

@@ -176,6 +176,11 @@ impl Auth {
         if claims.login_id.is_empty() || claims.profile.is_empty() {
             return Err(AuthFailure::Unauthorized);
         }
+        // The audience of an access token is the client it was issued to (spec §3.3); a token
+        // meant for another audience is not one of ours to honour.
+        if claims.aud != claims.client_id {
+            return Err(AuthFailure::Unauthorized);
+        }
         let claims = Arc::new(claims);
         let ttl = i64::try_from(self.sessions.ttl.as_secs()).unwrap_or(i64::MAX);
         let until = claims.exp.min(now.saturating_add(ttl));
@@ -221,7 +226,11 @@ impl Auth {
                     return Ok(Session::Invalid);
                 }
                 let login = Login::from_value(parse_stored(&stored)?)?;
-                if login.is_revoked() {
+                let login_client = login
+                    .client
+                    .as_ref()
+                    .and_then(|c| c.id_of("ClientApplication"));
+                if login.is_revoked() || login_client != claims.client_id.as_deref() {
                     return Ok(Session::Invalid);
                 }
                 let Some(membership_id) = login.membership_id() else {

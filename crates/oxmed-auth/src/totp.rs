@@ -88,20 +88,26 @@ pub fn code_at(secret_b32: &str, unix_seconds: u64) -> Result<String, AuthError>
 ///
 /// `token` must be exactly six ASCII digits; an unreadable secret never verifies.
 pub fn verify(secret_b32: &str, token: &str, unix_seconds: u64, window: u32) -> bool {
+    matching_step(secret_b32, token, unix_seconds, window).is_some()
+}
+
+/// The step (counter) whose code `token` is, within `window` steps of `unix_seconds`: a caller
+/// that remembers the last step it accepted can refuse a code seen before (RFC 6238 §5.2).
+pub fn matching_step(secret_b32: &str, token: &str, unix_seconds: u64, window: u32) -> Option<u64> {
     if token.len() != DIGITS as usize || !token.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
+        return None;
     }
-    let Ok(key) = hmac_key(secret_b32) else {
-        return false;
-    };
+    let key = hmac_key(secret_b32).ok()?;
     let step = unix_seconds / STEP_SECONDS;
     let window = u64::from(window);
     let first = step.saturating_sub(window);
     let last = step.saturating_add(window);
     // Every step is compared, with no early exit, so timing does not tell which matched.
-    let mut matched = false;
+    let mut matched = None;
     for counter in first..=last {
-        matched |= constant_time_eq(&hotp(&key, counter, DIGITS), token);
+        if constant_time_eq(&hotp(&key, counter, DIGITS), token) {
+            matched = Some(counter);
+        }
     }
     matched
 }

@@ -6,53 +6,8 @@
 mod common;
 
 use base64::Engine;
-use common::{Resp, TestServer, pkce_pair};
+use common::{B64, Resp, TestServer, claims, form, get_with, json_post, oauth_error, pkce_pair};
 use serde_json::{Value, json};
-
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
-async fn form(
-    srv: &TestServer,
-    path: &str,
-    fields: &[(&str, &str)],
-    basic: Option<(&str, &str)>,
-) -> Resp {
-    let mut req = srv.plain.post(format!("{}{path}", srv.base)).form(fields);
-    if let Some((id, secret)) = basic {
-        req = req.basic_auth(id, Some(secret));
-    }
-    Resp::from(req.send().await.expect("request")).await
-}
-
-async fn json_post(srv: &TestServer, path: &str, body: &Value) -> Resp {
-    Resp::from(
-        srv.plain
-            .post(format!("{}{path}", srv.base))
-            .json(body)
-            .send()
-            .await
-            .expect("request"),
-    )
-    .await
-}
-
-async fn get_with(srv: &TestServer, path: &str, authorization: &str) -> Resp {
-    Resp::from(
-        srv.plain
-            .get(format!("{}{path}", srv.base))
-            .header("authorization", authorization)
-            .send()
-            .await
-            .expect("request"),
-    )
-    .await
-}
-
-fn oauth_error(r: &Resp, status: u16, error: &str, description: &str) {
-    assert_eq!(r.status, status, "{}", r.text);
-    assert_eq!(r.body["error"], error, "{}", r.text);
-    assert_eq!(r.body["error_description"], description, "{}", r.text);
-}
 
 /// The super admin's ClientApplication (id, secret), read over FHIR as the super admin.
 async fn admin_client(srv: &TestServer) -> (String, String) {
@@ -91,11 +46,6 @@ async fn password_tokens(srv: &TestServer, scope: &str) -> Value {
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.body
-}
-
-fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("a JWT");
-    serde_json::from_slice(&B64.decode(payload).expect("base64url")).expect("JSON claims")
 }
 
 e2e!(discovery_and_jwks, |srv| async move {
@@ -699,3 +649,48 @@ e2e!(introspection_revocation_and_userinfo, |srv| async move {
     let r = form(&srv, "oauth2/introspect", &[("token", &cc_token)], None).await;
     assert_eq!(r.body, json!({"active": false}));
 });
+
+e2e!(
+    tokens_signed_with_the_servers_key_are_still_checked,
+    |srv| async move {
+        // The test signs with the server's own key, so that only the claims it changes can be
+        // why a token is refused.
+        let keyset = srv.auth.keys();
+        let now = oxmed_auth::jwt::unix_now();
+        let base = claims(&srv.token);
+        let sign = |change: &dyn Fn(&mut Value)| {
+            let mut c = base.clone();
+            c["jti"] = json!(uuid::Uuid::new_v4().to_string());
+            change(&mut c);
+            keyset.sign(&c).unwrap()
+        };
+        let fhir = |t: String| {
+            let srv = &srv;
+            async move { get_with(srv, "fhir/R4/Patient", &format!("Bearer {t}")).await }
+        };
+        // The control: re-signed unchanged claims are accepted.
+        assert_eq!(fhir(sign(&|_| {})).await.status, 200);
+        type Change<'a> = &'a dyn Fn(&mut Value);
+        let refused: [(&str, Change); 6] = [
+            ("expired", &|c| {
+                c["iat"] = json!(now - 7200);
+                c["exp"] = json!(now - 3600);
+            }),
+            ("not yet valid", &|c| c["nbf"] = json!(now + 3600)),
+            ("wrong issuer", &|c| {
+                c["iss"] = json!("https://evil.example.com/")
+            }),
+            ("wrong audience", &|c| c["aud"] = json!("some-other-client")),
+            ("no expiry", &|c| {
+                c.as_object_mut().unwrap().remove("exp");
+            }),
+            ("unknown login", &|c| {
+                c["login_id"] = json!(uuid::Uuid::new_v4().to_string())
+            }),
+        ];
+        for (why, change) in refused {
+            let r = fhir(sign(change)).await;
+            assert_eq!(r.status, 401, "{why}: {}", r.text);
+        }
+    }
+);

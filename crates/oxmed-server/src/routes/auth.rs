@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use oxmed_auth::{AuthFailure, Caller, LoginRequest, LoginResult};
+use oxmed_auth::change_password::INCORRECT_PASSWORD;
+use oxmed_auth::{AuthFailure, Caller, LoginRequest, LoginResult, mfa};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -94,13 +95,12 @@ pub async fn login(
         user_agent: header_text(&headers, header::USER_AGENT).map(str::to_owned),
     };
     let result = state.auth.password_login(&request).await;
-    match &result {
-        Ok(_) => state.failures.record_success(&account),
-        Err(AuthFailure::Invalid(m)) if m == oxmed_auth::login::WRONG_CREDENTIALS => {
-            state.failures.record_failure(&account)
-        }
-        Err(_) => {}
-    }
+    counted(
+        &state,
+        &account,
+        &result,
+        &[oxmed_auth::login::WRONG_CREDENTIALS],
+    );
     login_response(result)
 }
 
@@ -133,6 +133,193 @@ pub async fn me(
 ) -> Response {
     match state.auth.me(&caller).await {
         Ok(body) => json_response(StatusCode::OK, &body),
+        Err(e) => auth_outcome(&e),
+    }
+}
+
+/// `GET /auth/login/:login`: resumes a sign-in.
+pub async fn resume_login(State(state): State<AppState>, Path(login): Path<String>) -> Response {
+    login_response(state.auth.resume_login(&login).await)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ScopeBody {
+    login: Option<String>,
+    scope: Option<String>,
+}
+
+/// `POST /auth/scope {login, scope}`: narrows the scope an app asked for.
+pub async fn scope(State(state): State<AppState>, body: Bytes) -> Response {
+    let body: ScopeBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return auth_outcome(&e),
+    };
+    let Some(login) = body.login.filter(|s| !s.is_empty()) else {
+        return auth_outcome(&AuthFailure::invalid("Missing login"));
+    };
+    let Some(scope) = body.scope.filter(|s| !s.trim().is_empty()) else {
+        return auth_outcome(&AuthFailure::invalid("Missing scope"));
+    };
+    login_response(state.auth.narrow_scope(&login, &scope).await)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct ChangePasswordBody {
+    old_password: Option<String>,
+    new_password: Option<String>,
+}
+
+/// `POST /auth/changepassword`. Wrong old passwords count against the account, as at sign-in.
+pub async fn change_password(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+    body: Bytes,
+) -> Response {
+    let body: ChangePasswordBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return auth_outcome(&e),
+    };
+    let account = format!("password:{}", caller.user.text());
+    let result = match state.failures.check(&account) {
+        Err(retry) => Err(AuthFailure::TooMany(retry.as_secs().max(1))),
+        Ok(()) => {
+            state
+                .auth
+                .change_password(
+                    &caller,
+                    body.old_password.as_deref().unwrap_or_default(),
+                    body.new_password.as_deref().unwrap_or_default(),
+                )
+                .await
+        }
+    };
+    counted(&state, &account, &result, &[INCORRECT_PASSWORD]);
+    ok_outcome(result)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RevokeBody {
+    login_id: Option<String>,
+}
+
+/// `POST /auth/revoke {loginId}`: ends another session of the caller's.
+pub async fn revoke(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+    body: Bytes,
+) -> Response {
+    let body: RevokeBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return auth_outcome(&e),
+    };
+    let login = body.login_id.unwrap_or_default();
+    ok_outcome(state.auth.revoke_session(&caller, &login).await)
+}
+
+/// `GET /auth/mfa/status`.
+pub async fn mfa_status(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+) -> Response {
+    match state.auth.mfa_status(&caller).await {
+        Ok(body) => json_response(StatusCode::OK, &body),
+        Err(e) => auth_outcome(&e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TokenBody {
+    login: Option<String>,
+    token: Option<String>,
+}
+
+/// `POST /auth/mfa/enroll {token}` and `POST /auth/mfa/disable {token}`.
+pub async fn mfa_enroll(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+    body: Bytes,
+) -> Response {
+    mfa_change(state, caller, body, true).await
+}
+
+pub async fn mfa_disable(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+    body: Bytes,
+) -> Response {
+    mfa_change(state, caller, body, false).await
+}
+
+async fn mfa_change(state: AppState, caller: Arc<Caller>, body: Bytes, enroll: bool) -> Response {
+    let body: TokenBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return auth_outcome(&e),
+    };
+    let token = body.token.unwrap_or_default();
+    let account = format!("mfa:{}", caller.user.text());
+    let result = match state.failures.check(&account) {
+        Err(retry) => Err(AuthFailure::TooMany(retry.as_secs().max(1))),
+        Ok(()) if enroll => state.auth.mfa_enroll(&caller, &token).await,
+        Ok(()) => state.auth.mfa_disable(&caller, &token).await,
+    };
+    counted(&state, &account, &result, &[mfa::INVALID_TOKEN]);
+    ok_outcome(result)
+}
+
+/// `POST /auth/mfa/verify {login, token}` and `POST /auth/mfa/login-enroll {login, token}`:
+/// wrong codes count against the user, whichever of their logins they come through.
+pub async fn mfa_verify(State(state): State<AppState>, body: Bytes) -> Response {
+    mfa_login_step(state, body, false).await
+}
+
+pub async fn mfa_login_enroll(State(state): State<AppState>, body: Bytes) -> Response {
+    mfa_login_step(state, body, true).await
+}
+
+async fn mfa_login_step(state: AppState, body: Bytes, enroll: bool) -> Response {
+    let body: TokenBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return auth_outcome(&e),
+    };
+    let Some(login) = body.login.filter(|s| !s.is_empty()) else {
+        return auth_outcome(&AuthFailure::invalid("Missing login"));
+    };
+    let token = body.token.unwrap_or_default();
+    let Some(user) = state.auth.login_account(&login).await else {
+        return auth_outcome(&AuthFailure::NotFound);
+    };
+    let account = format!("mfa:{user}");
+    if let Err(retry) = state.failures.check(&account) {
+        return auth_outcome(&AuthFailure::TooMany(retry.as_secs().max(1)));
+    }
+    let result = if enroll {
+        state.auth.mfa_login_enroll(&login, &token).await
+    } else {
+        state.auth.mfa_verify(&login, &token).await
+    };
+    counted(&state, &account, &result, &[mfa::INVALID_MFA_TOKEN]);
+    login_response(result)
+}
+
+/// Counts a wrong secret against `account`, and clears the count on success.
+fn counted<T>(state: &AppState, account: &str, result: &Result<T, AuthFailure>, wrong: &[&str]) {
+    match result {
+        Ok(_) => state.failures.record_success(account),
+        Err(AuthFailure::Invalid(m)) if wrong.contains(&m.as_str()) => {
+            state.failures.record_failure(account)
+        }
+        Err(_) => {}
+    }
+}
+
+/// 200 `allOk`, or the failure.
+fn ok_outcome(result: Result<(), AuthFailure>) -> Response {
+    match result {
+        Ok(()) => json_response(StatusCode::OK, &crate::error::all_ok()),
         Err(e) => auth_outcome(&e),
     }
 }

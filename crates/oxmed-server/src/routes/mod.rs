@@ -29,13 +29,22 @@ fn auth_routes(state: &AppState) -> Router<AppState> {
             get(oauth2::userinfo).post(oauth2::userinfo),
         )
         .route("/auth/me", get(auth::me))
+        .route("/auth/changepassword", post(auth::change_password))
+        .route("/auth/revoke", post(auth::revoke))
+        .route("/auth/mfa/status", get(auth::mfa_status))
+        .route("/auth/mfa/enroll", post(auth::mfa_enroll))
+        .route("/auth/mfa/disable", post(auth::mfa_disable))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/oauth2/token", post(oauth2::token))
         .route("/oauth2/introspect", post(oauth2::introspect))
         .route("/oauth2/revoke", post(oauth2::revoke))
         .route("/auth/login", post(auth::login))
+        .route("/auth/login/{login}", get(auth::resume_login))
         .route("/auth/profile", post(auth::profile))
+        .route("/auth/scope", post(auth::scope))
+        .route("/auth/mfa/verify", post(auth::mfa_verify))
+        .route("/auth/mfa/login-enroll", post(auth::mfa_login_enroll))
         .merge(authenticated)
 }
 

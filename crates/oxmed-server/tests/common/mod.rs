@@ -24,6 +24,8 @@ pub struct TestServer {
     pub plain: reqwest::Client,
     /// The super admin's access token.
     pub token: String,
+    /// The server's authorization service: its signing keys, for tests that forge tokens.
+    pub auth: std::sync::Arc<oxmed_auth::Auth>,
     pub backend: Backend,
     pub database_url: String,
     shutdown: Option<oneshot::Sender<()>>,
@@ -117,6 +119,7 @@ impl TestServer {
         adjust(&mut config);
         let (state, listener) = oxmed_server::prepare(config).await.expect("server starts");
         let base = state.config.base_url.clone();
+        let auth = state.auth.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             oxmed_server::serve(state, listener, async {
@@ -139,6 +142,7 @@ impl TestServer {
             client: bearer_client(&token),
             plain,
             token,
+            auth,
             backend,
             database_url: database_url.to_owned(),
             shutdown: Some(tx),
@@ -383,4 +387,58 @@ pub fn bearer_client(token: &str) -> reqwest::Client {
         .default_headers(headers)
         .build()
         .expect("client")
+}
+
+// Requests as an OAuth2 or login client makes them, without the harness's bearer token.
+
+pub const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+pub async fn form(
+    srv: &TestServer,
+    path: &str,
+    fields: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> Resp {
+    let mut req = srv.plain.post(format!("{}{path}", srv.base)).form(fields);
+    if let Some((id, secret)) = basic {
+        req = req.basic_auth(id, Some(secret));
+    }
+    Resp::from(req.send().await.expect("request")).await
+}
+
+pub async fn json_post(srv: &TestServer, path: &str, body: &Value) -> Resp {
+    Resp::from(
+        srv.plain
+            .post(format!("{}{path}", srv.base))
+            .json(body)
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await
+}
+
+pub async fn get_with(srv: &TestServer, path: &str, authorization: &str) -> Resp {
+    Resp::from(
+        srv.plain
+            .get(format!("{}{path}", srv.base))
+            .header("authorization", authorization)
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await
+}
+
+pub fn oauth_error(r: &Resp, status: u16, error: &str, description: &str) {
+    assert_eq!(r.status, status, "{}", r.text);
+    assert_eq!(r.body["error"], error, "{}", r.text);
+    assert_eq!(r.body["error_description"], description, "{}", r.text);
+}
+
+/// The claims of a JWT, unverified.
+pub fn claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(&B64.decode(payload).expect("base64url")).expect("JSON claims")
 }
