@@ -17,11 +17,12 @@
 //! And the authorization server built on them, which keeps its records through the repository:
 //! [`service`] ([`Auth`]), [`config`], [`keystore`] (keys as `JsonWebKey` resources),
 //! [`bootstrap`] (first start), [`identity`] (typed views of User, Login, ...), [`session`]
-//! (who is calling), [`login`] (the `/auth/*` stages), [`grant`] (`/oauth2/token`),
+//! (who is calling), [`login`] (the `/auth/*` stages), [`authorize`] (`/oauth2/authorize`), [`grant`] (`/oauth2/token`),
 //! [`assertion`] (`private_key_jwt`), [`tokens`] (minting), [`me`] (`/auth/me`, logout), [`mfa`] (TOTP second factor),
 //! [`records`] (system writes), [`failure`] (how a step fails).
 
 pub mod assertion;
+pub mod authorize;
 pub mod bootstrap;
 pub mod change_password;
 pub mod claims;

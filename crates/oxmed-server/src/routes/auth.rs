@@ -27,14 +27,17 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
     resp
 }
 
+/// The `Set-Cookie` value of the `medplum-<clientId>` session cookie (spec §3.5).
+pub(crate) fn session_cookie(name: &str, value: &str) -> String {
+    format!("{name}={value}; Max-Age=3600; Path=/; HttpOnly; Secure; SameSite=None")
+}
+
 fn login_response(result: Result<LoginResult, AuthFailure>) -> Response {
     match result {
         Ok(r) => {
             let mut resp = json_response(StatusCode::OK, &r.body);
             if let Some((name, value)) = r.cookie
-                && let Ok(v) = HeaderValue::from_str(&format!(
-                    "{name}={value}; Max-Age=3600; Path=/; HttpOnly; Secure; SameSite=None"
-                ))
+                && let Ok(v) = HeaderValue::from_str(&session_cookie(&name, &value))
             {
                 resp.headers_mut().insert(header::SET_COOKIE, v);
             }
@@ -75,10 +78,6 @@ pub async fn login(
         Ok(b) => b,
         Err(e) => return auth_outcome(&e),
     };
-    let account = body.email.as_deref().unwrap_or("").trim().to_lowercase();
-    if let Err(retry) = state.failures.check(&account) {
-        return auth_outcome(&AuthFailure::TooMany(retry.as_secs().max(1)));
-    }
     let request = LoginRequest {
         email: body.email.unwrap_or_default(),
         password: body.password.unwrap_or_default(),
@@ -94,14 +93,26 @@ pub async fn login(
         remote_address: client_addr.map(|Extension(a)| a.0.to_string()),
         user_agent: header_text(&headers, header::USER_AGENT).map(str::to_owned),
     };
-    let result = state.auth.password_login(&request).await;
+    login_response(limited_password_login(&state, &request).await)
+}
+
+/// A password login, refused while the account is locked; a wrong password counts against it.
+pub(crate) async fn limited_password_login(
+    state: &AppState,
+    request: &LoginRequest,
+) -> Result<LoginResult, AuthFailure> {
+    let account = request.email.trim().to_lowercase();
+    if let Err(retry) = state.failures.check(&account) {
+        return Err(AuthFailure::TooMany(retry.as_secs().max(1)));
+    }
+    let result = state.auth.password_login(request).await;
     counted(
-        &state,
+        state,
         &account,
         &result,
         &[oxmed_auth::login::WRONG_CREDENTIALS],
     );
-    login_response(result)
+    result
 }
 
 #[derive(Deserialize, Default)]
@@ -289,20 +300,31 @@ async fn mfa_login_step(state: AppState, body: Bytes, enroll: bool) -> Response 
         return auth_outcome(&AuthFailure::invalid("Missing login"));
     };
     let token = body.token.unwrap_or_default();
-    let Some(user) = state.auth.login_account(&login).await else {
-        return auth_outcome(&AuthFailure::NotFound);
+    login_response(limited_mfa_step(&state, &login, &token, enroll).await)
+}
+
+/// `/auth/mfa/verify` or `/auth/mfa/login-enroll`, refused while the user's second factor is
+/// locked; a wrong code counts against the user.
+pub(crate) async fn limited_mfa_step(
+    state: &AppState,
+    login: &str,
+    token: &str,
+    enroll: bool,
+) -> Result<LoginResult, AuthFailure> {
+    let Some(user) = state.auth.login_account(login).await else {
+        return Err(AuthFailure::NotFound);
     };
     let account = format!("mfa:{user}");
     if let Err(retry) = state.failures.check(&account) {
-        return auth_outcome(&AuthFailure::TooMany(retry.as_secs().max(1)));
+        return Err(AuthFailure::TooMany(retry.as_secs().max(1)));
     }
     let result = if enroll {
-        state.auth.mfa_login_enroll(&login, &token).await
+        state.auth.mfa_login_enroll(login, token).await
     } else {
-        state.auth.mfa_verify(&login, &token).await
+        state.auth.mfa_verify(login, token).await
     };
-    counted(&state, &account, &result, &[mfa::INVALID_MFA_TOKEN]);
-    login_response(result)
+    counted(state, &account, &result, &[mfa::INVALID_MFA_TOKEN]);
+    result
 }
 
 /// Counts a wrong secret against `account`, and clears the count on success.

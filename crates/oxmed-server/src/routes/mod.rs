@@ -1,9 +1,11 @@
 //! The HTTP routes, grouped by area.
 
 mod auth;
+mod authorize;
 mod fhir;
 mod health;
 mod oauth2;
+mod pages;
 mod well_known;
 
 use axum::Router;
@@ -36,6 +38,10 @@ fn auth_routes(state: &AppState) -> Router<AppState> {
         .route("/auth/mfa/disable", post(auth::mfa_disable))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
+        .route(
+            "/oauth2/authorize",
+            get(authorize::authorize_get).post(authorize::authorize_post),
+        )
         .route("/oauth2/token", post(oauth2::token))
         .route("/oauth2/introspect", post(oauth2::introspect))
         .route("/oauth2/revoke", post(oauth2::revoke))

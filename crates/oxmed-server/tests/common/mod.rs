@@ -442,3 +442,7 @@ pub fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).expect("a JWT");
     serde_json::from_slice(&B64.decode(payload).expect("base64url")).expect("JSON claims")
 }
+
+/// The super admin every test server is seeded with.
+pub const ADMIN_EMAIL: &str = oxmed_server::config::TEST_ADMIN_EMAIL;
+pub const ADMIN_PASSWORD: &str = oxmed_server::config::TEST_ADMIN_PASSWORD;
