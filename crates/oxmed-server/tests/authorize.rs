@@ -12,6 +12,10 @@ use common::{TestServer, claims, form, get_with, pkce_pair};
 use serde_json::{Value, json};
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
+const ADMIN: [(&str, &str); 2] = [
+    ("email", common::ADMIN_EMAIL),
+    ("password", common::ADMIN_PASSWORD),
+];
 
 /// A public client (no secret) of the admin's project that may redirect to [`REDIRECT`].
 async fn public_client(srv: &TestServer) -> String {
@@ -287,25 +291,10 @@ e2e!(sign_in_pages_issue_a_code, |srv| async move {
 
     // A form posted without the page's CSRF token, or from another origin, is refused.
     let mut stranger = Browser::new(&srv);
-    let p = stranger
-        .submit(
-            &page,
-            &[
-                ("email", common::ADMIN_EMAIL),
-                ("password", common::ADMIN_PASSWORD),
-            ],
-        )
-        .await;
+    let p = stranger.submit(&page, &ADMIN).await;
     assert_eq!(p.status, 403, "{}", p.text);
     let p = b
-        .submit_from(
-            &page,
-            &[
-                ("email", common::ADMIN_EMAIL),
-                ("password", common::ADMIN_PASSWORD),
-            ],
-            "https://evil.example.com",
-        )
+        .submit_from(&page, &ADMIN, "https://evil.example.com")
         .await;
     assert_eq!(p.status, 403, "{}", p.text);
 
@@ -341,15 +330,7 @@ e2e!(sign_in_pages_issue_a_code, |srv| async move {
         .await;
     assert!(!p.text.contains("<b>x</b>"), "{}", p.text);
 
-    let p = b
-        .submit(
-            &page,
-            &[
-                ("email", common::ADMIN_EMAIL),
-                ("password", common::ADMIN_PASSWORD),
-            ],
-        )
-        .await;
+    let p = b.submit(&page, &ADMIN).await;
     assert_eq!(p.status, 303, "{}", p.text);
     let q = query_of(&p.location());
     assert_eq!(q["state"], "st-1");
@@ -462,15 +443,7 @@ e2e!(
         let (verifier, challenge) = pkce_pair();
         let mut b = Browser::new(&srv);
         let page = b.get(&request(&client, &challenge)).await;
-        let p = b
-            .submit(
-                &page,
-                &[
-                    ("email", common::ADMIN_EMAIL),
-                    ("password", common::ADMIN_PASSWORD),
-                ],
-            )
-            .await;
+        let p = b.submit(&page, &ADMIN).await;
         assert_eq!(p.status, 200, "{}", p.text);
         assert!(p.text.contains("authenticator app"), "{}", p.text);
         assert!(
