@@ -172,7 +172,6 @@ impl Authorization {
 /// An existing session of this browser with this client, good for a new code.
 pub struct ExistingSession {
     pub login: Login,
-    version: String,
 }
 
 impl Auth {
@@ -306,11 +305,7 @@ impl Auth {
         let Some(stored) = found.filter(|r| !r.deleted) else {
             return Ok(None);
         };
-        let value = parse_stored(&stored)?;
-        let version = crate::records::version_of(&value)
-            .unwrap_or_default()
-            .to_owned();
-        let login = Login::from_value(value)?;
+        let login = Login::from_value(parse_stored(&stored)?)?;
         let same_client = login
             .client
             .as_ref()
@@ -326,24 +321,53 @@ impl Auth {
         {
             return Ok(None);
         }
-        Ok(Some(ExistingSession { login, version }))
+        Ok(Some(ExistingSession { login }))
     }
 
-    /// A new code on an existing session, for this request (spec §3.5: new code, nonce and
-    /// challenge; not granted until redeemed). The scope is the one asked for now: the session's
-    /// membership and policy still bound what it can reach.
+    /// A code on an existing session, for this request. The session's sign-in is carried into
+    /// a Login of its own (same user, membership, method and authentication time) with this
+    /// request's scope, nonce and challenge, so that the tokens already issued keep the scope
+    /// they were granted.
     pub async fn continue_session(
         &self,
         auth: &Authorization,
         session: ExistingSession,
     ) -> Result<LoginResult> {
-        let ExistingSession { mut login, version } = session;
-        login.nonce = auth.request.nonce.clone();
-        login.code_challenge = auth.request.code_challenge.clone();
-        login.code_challenge_method = auth.request.code_challenge_method.clone();
-        login.scope = Some(auth.scope.clone());
-        login.granted = Some(false);
-        self.login_result(login, &version, true).await
+        let old = session.login;
+        let active = match old.membership_id() {
+            Some(m) => self
+                .membership_and_project(m)
+                .await?
+                .is_some_and(|(m, _)| m.is_active()),
+            None => false,
+        };
+        if !active {
+            return Err(AuthFailure::invalid("Profile not active"));
+        }
+        let login = Login {
+            client: old.client.clone(),
+            project: old.project.clone(),
+            profile_type: old.profile_type.clone(),
+            user: old.user.clone(),
+            membership: old.membership.clone(),
+            auth_method: old.auth_method.clone(),
+            auth_time: old.auth_time.clone(),
+            mfa_verified: old.mfa_verified,
+            remote_address: old.remote_address.clone(),
+            user_agent: old.user_agent.clone(),
+            scope: Some(auth.scope.clone()),
+            nonce: auth.request.nonce.clone(),
+            code_challenge: auth.request.code_challenge.clone(),
+            code_challenge_method: auth.request.code_challenge_method.clone(),
+            granted: Some(false),
+            ..Default::default()
+        };
+        let stored = crate::records::create(self.repo(), SERVER_PROJECT, login.to_value()).await?;
+        let version = crate::records::version_of(&stored)
+            .unwrap_or_default()
+            .to_owned();
+        self.login_result(Login::from_value(stored)?, &version, false)
+            .await
     }
 
     /// The email of the person an existing session is of, to show on "continue as".

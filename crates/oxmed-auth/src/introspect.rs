@@ -58,7 +58,9 @@ impl Auth {
     /// The OpenID Connect claims of the caller (spec §3.6): `sub` is the profile's id.
     pub async fn userinfo(&self, caller: &Caller) -> Result<Value> {
         let profile_ref = caller.profile();
-        let mut body = json!({"sub": profile_ref.parts().map(|(_, id)| id).unwrap_or_default()});
+        // The ID token's `sub` (the user), as OpenID Connect Core §5.3.2 requires; Medplum
+        // answers the profile id here. The profile is the `profile` claim.
+        let mut body = json!({"sub": caller.user.parts().map(|(_, id)| id).unwrap_or_default()});
         let scope: Vec<&str> = caller.scope.split_whitespace().collect();
         let profile = match profile_ref.parts() {
             Some((t, id)) => match self.repo().system_read(t, id).await? {

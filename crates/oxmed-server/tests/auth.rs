@@ -576,14 +576,12 @@ e2e!(introspection_revocation_and_userinfo, |srv| async move {
     let tokens = password_tokens(&srv, "openid profile email").await;
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     let id_token = tokens["id_token"].as_str().unwrap().to_owned();
-    // userinfo: sub is the profile's id; scopes add claims.
+    // userinfo: sub is the ID token's (the user's id); scopes add claims.
     let info = get_with(&srv, "oauth2/userinfo", &format!("Bearer {access}")).await;
     assert_eq!(info.status, 200, "{}", info.text);
     let profile = claims(&access)["profile"].as_str().unwrap().to_owned();
-    assert_eq!(
-        format!("Practitioner/{}", info.body["sub"].as_str().unwrap()),
-        profile
-    );
+    assert_eq!(info.body["sub"], claims(&id_token)["sub"]);
+    assert_eq!(info.body["profile"], profile.as_str());
     assert_eq!(info.body["email"], oxmed_server::config::TEST_ADMIN_EMAIL);
     assert_eq!(info.body["family_name"], "Admin");
     get_with(&srv, "oauth2/userinfo", "Bearer nope")
