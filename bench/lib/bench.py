@@ -4,6 +4,7 @@
 Subcommands:
   free-port                                  print a free TCP port on 127.0.0.1
   token BASE                                 sign in as the bench super admin; print the access token
+  client BASE                                print the super admin client's id:secret, base64
   wait-health BASE PID SECONDS               wait until BASE/healthcheck answers ok (fails if PID exits)
   seed BASE OUT COUNT VERSIONS CONCURRENCY   create COUNT Patients with VERSIONS versions each; ids to OUT
   count-versions BASE IDS                    print the versions beyond the first, summed over the pool
@@ -85,6 +86,25 @@ def sign_in(base):
 
 def token(base):
     print(sign_in(base))
+
+
+def client(base):
+    """Prints `id:secret` of the super admin's ClientApplication, base64 (an HTTP Basic value),
+    for the client-credentials scenario."""
+    host, port, _ = split_base(base)
+    sign_in(base)
+    conn = http.client.HTTPConnection(host, port, timeout=60)
+    try:
+        conn.request("GET", "/fhir/R4/ClientApplication?name:exact=Super%20Admin%20Client", headers=AUTH)
+        r = conn.getresponse()
+        bundle = json.loads(r.read() or b"{}")
+    finally:
+        conn.close()
+    entries = bundle.get("entry") or []
+    if r.status != 200 or not entries:
+        fail(f"cannot read the super admin client: HTTP {r.status}")
+    c = entries[0]["resource"]
+    print(base64.b64encode(f"{c['id']}:{c['secret']}".encode()).decode())
 
 
 def free_port():
@@ -329,6 +349,7 @@ def main(argv):
     cmds = {
         "free-port": (free_port, 0),
         "token": (token, 1),
+        "client": (client, 1),
         "wait-health": (wait_health, 3),
         "seed": (seed, 5),
         "count-versions": (count_versions, 2),

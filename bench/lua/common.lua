@@ -5,9 +5,10 @@
 -- Arguments after `--` on the wrk command line: <pool ids file or "-"> <label>.
 
 -- The bearer token the harness signed in with (bench/lib/bench.py sign_in): every request
--- carries it, also those whose script passes its own headers.
+-- carries it, also those whose script passes its own headers; not those of a script that sets
+-- `anonymous` (it authenticates otherwise, or not at all).
 local token = os.getenv("OXMED_BENCH_TOKEN")
-if token ~= nil and token ~= "" then
+if token ~= nil and token ~= "" and not anonymous then
   local format = wrk.format
   wrk.headers["Authorization"] = "Bearer " .. token
   wrk.format = function(method, path, headers, body)

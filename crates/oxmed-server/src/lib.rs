@@ -1,6 +1,8 @@
 //! The oxmed HTTP server: axum routes grouped by area, middleware, configuration. It translates
 //! HTTP to repository calls and back; it never touches the store's SQL.
 
+#[cfg(feature = "bench-anonymous")]
+mod bench_anonymous;
 pub mod config;
 pub mod error;
 pub mod fhir_json;
@@ -86,6 +88,10 @@ pub async fn prepare(config: Config) -> Result<(AppState, TcpListener), ServeErr
             ),
         }
     }
+    #[cfg(feature = "bench-anonymous")]
+    eprintln!(
+        "oxmed: WARNING: built with the bench-anonymous feature: requests without credentials act as the super admin. Never deploy this build."
+    );
     let state = AppState {
         repo,
         config: Arc::new(config),

@@ -692,3 +692,165 @@ e2e!(
         }
     }
 );
+
+/// Serves `body` as JSON on every request; the URL.
+async fn serve_json(body: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://127.0.0.1:{}/jwks.json", addr.port())
+}
+
+e2e!(private_key_jwt_client_assertions, |srv| async move {
+    use oxmed_auth::jwt::{KeySet, unix_now};
+    use oxmed_auth::keys::SigningKey;
+    // The client's own key pair; its public half is served as the client's JWK Set.
+    let keys = KeySet::new(vec![
+        SigningKey::generate_es256("client-key-1".into()).unwrap(),
+    ])
+    .unwrap();
+    let jwks_uri = serve_json(keys.jwks().to_string()).await;
+    let client = srv
+        .create(
+            &json!({"resourceType": "ClientApplication", "name": "Backend service",
+            "jwksUri": jwks_uri}),
+        )
+        .await;
+    let id = client["id"].as_str().unwrap().to_owned();
+    let me = get_with(&srv, "auth/me", &format!("Bearer {}", srv.token)).await;
+    let project = me.body["project"]["id"].as_str().unwrap().to_owned();
+    srv.create(&json!({"resourceType": "ProjectMembership",
+        "project": {"reference": format!("Project/{project}")},
+        "user": {"reference": format!("ClientApplication/{id}")},
+        "profile": {"reference": format!("ClientApplication/{id}")}}))
+        .await;
+    let token_url = format!("{}oauth2/token", srv.base);
+    let now = unix_now();
+    let assertion_claims = |change: &dyn Fn(&mut Value)| {
+        let mut c = json!({"iss": id, "sub": id, "aud": token_url, "iat": now,
+            "exp": now + 120, "jti": uuid::Uuid::new_v4().to_string()});
+        change(&mut c);
+        c
+    };
+    let grant = |assertion: String| {
+        let srv = &srv;
+        async move {
+            form(
+                srv,
+                "oauth2/token",
+                &[
+                    ("grant_type", "client_credentials"),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", &assertion),
+                ],
+                None,
+            )
+            .await
+        }
+    };
+    let good = keys.sign(&assertion_claims(&|_| {})).unwrap();
+    let r = grant(good.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let access = r.body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(claims(&access)["client_id"], id.as_str());
+    assert_eq!(
+        get_with(&srv, "fhir/R4/Patient", &format!("Bearer {access}"))
+            .await
+            .status,
+        200
+    );
+    // The same assertion again: its jti was used.
+    let r = grant(good).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    // Refused: another key, another audience, too long a life, no jti, expired.
+    let stranger = KeySet::new(vec![
+        SigningKey::generate_es256("client-key-1".into()).unwrap(),
+    ])
+    .unwrap();
+    type Change<'a> = &'a dyn Fn(&mut Value);
+    let cases: [(&str, &KeySet, Change); 5] = [
+        ("another key", &stranger, &|_| {}),
+        ("another audience", &keys, &|c| {
+            c["aud"] = json!("https://elsewhere.example/token")
+        }),
+        ("ten minutes", &keys, &|c| c["exp"] = json!(now + 600)),
+        ("no jti", &keys, &|c| {
+            c.as_object_mut().unwrap().remove("jti");
+        }),
+        ("expired", &keys, &|c| c["exp"] = json!(now - 10)),
+    ];
+    for (why, signer, change) in cases {
+        let r = grant(signer.sign(&assertion_claims(change)).unwrap()).await;
+        assert_eq!(r.status, 400, "{why}: {}", r.text);
+        assert_eq!(r.body["error"], "invalid_request", "{why}");
+    }
+});
+
+/// The per-address limit of `/auth/*` and `/oauth2/*` (spec §3: 429 with Medplum's
+/// OperationOutcome), with a budget small enough to spend in a test.
+async fn auth_rate_limit(backend: common::Backend) {
+    let Some((url, dir)) = common::fresh_database(backend).await else {
+        return;
+    };
+    let srv = TestServer::start_with(backend, &url, dir, |c| c.auth_rate_limit = 6).await;
+    // The harness's own sign-in spent 2 of the 6 (login and token).
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for n in 0..6 {
+        // A different account each time: the account lockout is not what is tested.
+        let r = json_post(
+            &srv,
+            "auth/login",
+            &json!({"email": format!("user{n}@example.com"), "password": "wrong-password"}),
+        )
+        .await;
+        statuses.push(r.status);
+        last = Some(r);
+    }
+    assert_eq!(statuses, [400, 400, 400, 400, 429, 429]);
+    let limited = last.unwrap();
+    assert_eq!(
+        limited.text,
+        r#"{"resourceType":"OperationOutcome","id":"too-many-requests","issue":[{"severity":"error","code":"throttled","details":{"text":"Too Many Requests"}}]}"#
+    );
+    assert!(limited.header("retry-after").is_some());
+    // The token endpoint shares the budget; /auth/me and the FHIR API do not.
+    let r = form(
+        &srv,
+        "oauth2/token",
+        &[("grant_type", "client_credentials")],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    let me = get_with(&srv, "auth/me", &format!("Bearer {}", srv.token)).await;
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(srv.get("Patient").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_rate_limit_sqlite() {
+    auth_rate_limit(common::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_rate_limit_postgres() {
+    auth_rate_limit(common::Backend::Postgres).await;
+}
