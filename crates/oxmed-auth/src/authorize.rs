@@ -327,7 +327,7 @@ impl Auth {
     /// A code on an existing session, for this request. The session's sign-in is carried into
     /// a Login of its own (same user, membership, method and authentication time) with this
     /// request's scope, nonce and challenge, so that the tokens already issued keep the scope
-    /// they were granted.
+    /// they were granted; signing out of any of them ends them all ([`Auth::revoke_sign_in`]).
     pub async fn continue_session(
         &self,
         auth: &Authorization,

@@ -20,6 +20,13 @@ pub struct AuthConfig {
     pub mfa_window: u32,
     /// The issuer an authenticator app shows beside the account.
     pub mfa_issuer: String,
+    /// The algorithm of new signing keys: ES256 (Medplum's default) or RS256.
+    pub signing_alg: crate::keys::KeyAlgorithm,
+    /// How long a key signs before a new one takes over; `None`: only when asked.
+    pub key_rotation: Option<Duration>,
+    /// How long a replaced key keeps verifying: at least the longest token lifetime, or tokens
+    /// it signed stop working early.
+    pub key_overlap: Duration,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -51,6 +58,10 @@ impl AuthConfig {
             token_cache_ttl: Duration::from_secs(300),
             mfa_window: 1,
             mfa_issuer: "oxmed".into(),
+            signing_alg: crate::keys::KeyAlgorithm::Es256,
+            key_rotation: None,
+            // The default refresh-token lifetime (two weeks), plus a day.
+            key_overlap: Duration::from_secs(15 * 24 * 3600),
         }
     }
 

@@ -361,6 +361,37 @@ impl Auth {
         Ok(true)
     }
 
+    /// Revokes a Login and every Login continued from the same sign-in (same user, client and
+    /// authentication time: see [`Auth::continue_session`]), which is what signing out ends.
+    /// False if there is no such Login.
+    pub async fn revoke_sign_in(&self, login_id: &str) -> Result<bool> {
+        let Some(stored) = self.repo().system_read("Login", login_id).await? else {
+            return Ok(false);
+        };
+        let login = Login::from_value(parse_stored(&stored)?)?;
+        self.revoke_login(login_id).await?;
+        let siblings = self
+            .repo()
+            .system_search(
+                oxmed_repo::Scope::Project(SERVER_PROJECT),
+                "Login",
+                &[("user", login.user.text()), ("_count", "1000")],
+            )
+            .await?;
+        for r in &siblings {
+            let other = Login::from_value(parse_stored(r)?)?;
+            if r.id != login_id
+                && !other.is_revoked()
+                && other.auth_time == login.auth_time
+                && other.client.as_ref().map(Reference::text)
+                    == login.client.as_ref().map(Reference::text)
+            {
+                self.revoke_login(&r.id).await?;
+            }
+        }
+        Ok(true)
+    }
+
     pub(crate) async fn user_of(&self, user: &Reference) -> Result<Option<User>> {
         match user.id_of("User") {
             Some(id) => match self.repo().system_read("User", id).await? {

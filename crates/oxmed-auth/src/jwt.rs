@@ -99,6 +99,11 @@ struct UntrustedHeader {
     kid: Option<String>,
 }
 
+/// The `kid` a compact JWS names, unverified.
+pub fn kid_of(token: &str) -> Option<String> {
+    read_header(token).ok()?.kid
+}
+
 /// Reads the header of a compact JWS without verifying anything.
 fn read_header(token: &str) -> Result<UntrustedHeader, JwtError> {
     let mut parts = token.split('.');
@@ -178,6 +183,16 @@ impl KeySet {
             });
         }
         Ok(Self { entries, jwks })
+    }
+
+    /// The `kid`s of the set.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.kid.as_str())
+    }
+
+    /// Whether a key with this `kid` is in the set.
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.entries.iter().any(|e| e.kid == kid)
     }
 
     /// The `kid` of the key that signs.

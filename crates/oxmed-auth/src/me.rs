@@ -112,7 +112,7 @@ impl Auth {
         if login.user.text() != caller.user.text() {
             return Err(AuthFailure::NotFound);
         }
-        self.revoke_login(login_id).await.map(|_| ())
+        self.revoke_sign_in(login_id).await.map(|_| ())
     }
 
     /// Revokes the caller's Login. A client-credentials Login was never stored; its revocation
@@ -121,7 +121,7 @@ impl Auth {
         if caller.login_id.is_empty() {
             return Err(AuthFailure::Unauthorized);
         }
-        if self.revoke_login(&caller.login_id).await? {
+        if self.revoke_sign_in(&caller.login_id).await? {
             return Ok(());
         }
         let login = Login {

@@ -20,6 +20,8 @@ pub struct Auth {
     assertions: crate::assertion::SeenAssertions,
     dummy_hash: tokio::sync::OnceCell<String>,
     used_steps: crate::mfa::UsedSteps,
+    /// When the keys were last read again for an unknown `kid` (microseconds).
+    keys_loaded: std::sync::atomic::AtomicI64,
 }
 
 impl Auth {
@@ -29,7 +31,7 @@ impl Auth {
         repo: Repository,
         config: AuthConfig,
     ) -> Result<(Arc<Auth>, Option<Seeded>)> {
-        let keys = keystore::load_or_create(&repo).await?;
+        let keys = keystore::load_or_create(&repo, config.signing_alg).await?;
         let seeded = bootstrap::seed(&repo, &config).await?;
         let sessions = Arc::new(Sessions::new(config.token_cache_ttl));
         let listener = sessions.clone();
@@ -42,6 +44,7 @@ impl Auth {
             assertions: Default::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
             used_steps: Default::default(),
+            keys_loaded: Default::default(),
         };
         Ok((Arc::new(auth), seeded))
     }
@@ -90,8 +93,49 @@ impl Auth {
     /// Adds a signing key; tokens signed by the previous keys keep verifying until those keys
     /// are made inactive.
     pub async fn rotate_keys(&self) -> Result<()> {
-        let keys = keystore::rotate(&self.repo).await?;
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        let keys = keystore::rotate(&self.repo, self.config.signing_alg).await?;
+        self.set_keys(keys);
         Ok(())
+    }
+
+    /// Rotates the signing key when it is due and retires keys past their overlap (see
+    /// [`keystore::maintain`]); also picks up keys another instance wrote. Run periodically.
+    pub async fn maintain_keys(&self) -> Result<keystore::Maintenance> {
+        let (keys, done) = keystore::maintain(
+            &self.repo,
+            self.config.signing_alg,
+            self.config.key_rotation,
+            self.config.key_overlap,
+            oxmed_repo::meta::now_micros(),
+        )
+        .await?;
+        self.set_keys(keys);
+        Ok(done)
+    }
+
+    /// Reads the active keys again, at most once a second: a token whose `kid` this instance
+    /// does not know may be signed by a key another instance just made.
+    pub(crate) async fn reload_keys(&self) -> Result<bool> {
+        let now = oxmed_repo::meta::now_micros();
+        let last = self.keys_loaded.load(std::sync::atomic::Ordering::Relaxed);
+        if now - last < 1_000_000 {
+            return Ok(false);
+        }
+        self.keys_loaded
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+        let keys = keystore::load_or_create(&self.repo, self.config.signing_alg).await?;
+        self.set_keys(keys);
+        Ok(true)
+    }
+
+    fn set_keys(&self, keys: KeySet) {
+        let mut current = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        // Tokens verified with a key that is gone must be verified again, and fail.
+        let retired = current.kids().any(|k| !keys.has_kid(k));
+        *current = Arc::new(keys);
+        drop(current);
+        if retired {
+            self.sessions.forget_tokens();
+        }
     }
 }

@@ -115,6 +115,11 @@ impl Sessions {
         }
     }
 
+    /// Drops every verified token: a key they may be signed with was retired.
+    pub(crate) fn forget_tokens(&self) {
+        write(&self.tokens).clear();
+    }
+
     fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
@@ -196,7 +201,17 @@ impl Auth {
     }
 
     async fn authenticate_bearer(&self, token: &str) -> Result<Arc<Caller>> {
-        let claims = self.verify_access_token(token)?;
+        let claims = match self.verify_access_token(token) {
+            Ok(c) => c,
+            // Signed by a key this instance has not loaded: another instance may have rotated.
+            Err(AuthFailure::Unauthorized)
+                if crate::jwt::kid_of(token).is_some_and(|k| !self.keys().has_kid(&k))
+                    && self.reload_keys().await? =>
+            {
+                self.verify_access_token(token)?
+            }
+            Err(e) => return Err(e),
+        };
         let session = read(&self.sessions.logins).get(&claims.login_id).cloned();
         let session = match session {
             Some(s) => s,

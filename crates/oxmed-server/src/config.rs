@@ -3,6 +3,9 @@
 //! public interface (see DESIGN.md) and stay stable.
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use oxmed_auth::keys::KeyAlgorithm;
 
 use serde::Deserialize;
 
@@ -53,6 +56,17 @@ pub struct ServeArgs {
     /// Requests per minute per client address to everything; 0 turns it off [default: 60000].
     #[arg(long, env = "OXMED_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
+    /// Algorithm of new signing keys, ES256 or RS256 [default: ES256].
+    #[arg(long, env = "OXMED_SIGNING_ALG")]
+    pub signing_alg: Option<String>,
+    /// How long a signing key signs before a new one takes over (`90d`, `12w`); 0: never
+    /// [default: 0].
+    #[arg(long, env = "OXMED_KEY_ROTATION")]
+    pub key_rotation: Option<String>,
+    /// How long a replaced signing key keeps verifying; at least the longest token lifetime
+    /// [default: 15d].
+    #[arg(long, env = "OXMED_KEY_OVERLAP")]
+    pub key_overlap: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,7 +85,13 @@ struct FileConfig {
     trusted_proxies: Option<usize>,
     auth_rate_limit: Option<u32>,
     rate_limit: Option<u32>,
+    signing_alg: Option<String>,
+    key_rotation: Option<String>,
+    key_overlap: Option<String>,
 }
+
+/// The default refresh-token lifetime (two weeks) and a day.
+const DEFAULT_KEY_OVERLAP: Duration = Duration::from_secs(15 * 24 * 3600);
 
 /// The super admin of [`Config::for_tests`].
 pub const TEST_ADMIN_EMAIL: &str = "admin@example.com";
@@ -93,6 +113,9 @@ pub struct Config {
     pub trusted_proxies: usize,
     pub auth_rate_limit: u32,
     pub rate_limit: u32,
+    pub signing_alg: KeyAlgorithm,
+    pub key_rotation: Option<Duration>,
+    pub key_overlap: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -114,6 +137,18 @@ pub enum ConfigError {
     Read(PathBuf, std::io::Error),
     #[error("invalid configuration file {0}: {1}")]
     Parse(PathBuf, toml::de::Error),
+    #[error("invalid {0}: {1}")]
+    Invalid(&'static str, String),
+}
+
+/// A duration such as `90d`; `0` for none.
+fn key_duration(name: &'static str, text: Option<String>) -> Result<Option<Duration>, ConfigError> {
+    match text.as_deref().map(str::trim) {
+        None | Some("0") => Ok(None),
+        Some(t) => oxmed_auth::duration::parse(t)
+            .map(Some)
+            .map_err(|_| ConfigError::Invalid(name, format!("{t:?} is not a duration like 90d"))),
+    }
 }
 
 impl Config {
@@ -146,7 +181,25 @@ impl Config {
             .clone()
             .or(file.database_url)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("oxmed.db").display()));
+        let signing_alg = match args.signing_alg.clone().or(file.signing_alg) {
+            None => KeyAlgorithm::Es256,
+            Some(a) => KeyAlgorithm::parse(&a.to_ascii_uppercase()).ok_or_else(|| {
+                ConfigError::Invalid("OXMED_SIGNING_ALG", format!("{a:?} is not ES256 or RS256"))
+            })?,
+        };
+        let key_rotation = key_duration(
+            "OXMED_KEY_ROTATION",
+            args.key_rotation.clone().or(file.key_rotation),
+        )?;
+        let key_overlap = key_duration(
+            "OXMED_KEY_OVERLAP",
+            args.key_overlap.clone().or(file.key_overlap),
+        )?
+        .unwrap_or(DEFAULT_KEY_OVERLAP);
         Ok(Config {
+            signing_alg,
+            key_rotation,
+            key_overlap,
             base_url: normalize_base_url(&base_url),
             listen,
             data_dir,
@@ -191,6 +244,9 @@ impl Config {
             trusted_proxies: 0,
             auth_rate_limit: 160,
             rate_limit: 60_000,
+            signing_alg: KeyAlgorithm::Es256,
+            key_rotation: None,
+            key_overlap: DEFAULT_KEY_OVERLAP,
         }
     }
 

@@ -74,6 +74,9 @@ pub async fn prepare(config: Config) -> Result<(AppState, TcpListener), ServeErr
     auth_config.admin_email = config.admin_email.clone();
     auth_config.admin_password = config.admin_password.clone();
     auth_config.bcrypt_cost = config.bcrypt_cost;
+    auth_config.signing_alg = config.signing_alg;
+    auth_config.key_rotation = config.key_rotation;
+    auth_config.key_overlap = config.key_overlap;
     let (auth, seeded) = Auth::start(repo.clone(), auth_config).await?;
     if let Some(seeded) = seeded {
         // On the console, once, and not through the log: the log may be shipped elsewhere.
@@ -113,6 +116,7 @@ pub async fn serve(
         general_per_minute: state.config.rate_limit,
     }));
     let trusted_proxies = state.config.trusted_proxies;
+    let keys = tokio::spawn(maintain_keys(state.auth.clone()));
     // `[base]/` and `[base]` are the same endpoint to FHIR clients (Medplum's client posts
     // batches to `fhir/R4/`); trimming happens before routing, so it wraps the router. The
     // client address is known before the limits are checked (the first layer is outermost).
@@ -135,6 +139,25 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await;
+    keys.abort();
     store.close().await;
     Ok(result?)
+}
+
+/// How often the signing keys are checked for rotation and retirement, and re-read.
+const KEY_MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Rotates and retires signing keys on schedule, from the start and every ten minutes after.
+async fn maintain_keys(auth: Arc<Auth>) {
+    let mut tick = tokio::time::interval(KEY_MAINTENANCE_EVERY);
+    loop {
+        tick.tick().await;
+        match auth.maintain_keys().await {
+            Ok(done) if done.rotated || !done.retired.is_empty() => {
+                tracing::info!(rotated = done.rotated, retired = ?done.retired, "signing keys maintained")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "signing key maintenance failed"),
+        }
+    }
 }
