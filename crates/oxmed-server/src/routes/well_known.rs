@@ -31,7 +31,6 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Response {
         "introspection_endpoint": c.url("oauth2/introspect"),
         "revocation_endpoint": c.url("oauth2/revoke"),
         "end_session_endpoint": c.url("oauth2/logout"),
-        "registration_endpoint": c.url("oauth2/register"),
         // Only what the server signs with; Medplum lists HS256 too, which it never uses.
         "id_token_signing_alg_values_supported": ["ES256", "RS256"],
         "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
