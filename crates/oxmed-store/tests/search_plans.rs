@@ -205,14 +205,13 @@ fn cases(backend: Backend) -> Vec<Case> {
             name: "Observation?subject=Patient/p1234&code=http://loinc.org|8867-4",
             request: subject_code,
             expected: 1,
-            must: vec![
-                reference_key,
-                if sqlite {
-                    "token_idx_rid (rid=?"
-                } else {
-                    "token_idx"
-                },
-            ],
+            // PostgreSQL: the reference rows drive in `rid` order and each is checked by one
+            // probe (a fenced SubPlan), before its resource row is read.
+            must: if sqlite {
+                vec![reference_key, "token_idx_rid (rid=?"]
+            } else {
+                vec![reference_key, "SubPlan", "Unique"]
+            },
             must_not: no_scan.clone(),
             restriction: None,
         },

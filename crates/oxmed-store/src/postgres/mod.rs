@@ -29,9 +29,12 @@ const POOL_SIZE: usize = 24;
 impl PgStore {
     pub async fn open(url: &str) -> Result<PgStore, StoreError> {
         let mut config: tokio_postgres::Config = url.parse()?;
-        // Generic plans on the shared index tables ignore how selective a code is and
-        // merge-join every row of it; custom plans are planned for the actual values.
-        config.options("-c plan_cache_mode=force_custom_plan");
+        // `auto` (PostgreSQL's default), said outright: statements sent once (most searches)
+        // are planned for their values; only the prepared statements of fixed-plan shapes
+        // (`search::Statement::prepared`) run often enough to get a generic plan. A generic
+        // plan of an ordinary search ignores how selective a code is and merge-joins every row
+        // of it, which is why those are never prepared.
+        config.options("-c plan_cache_mode=auto");
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -144,11 +147,11 @@ impl PgStore {
             },
         };
         let plan = crate::search::plan(Dialect::Postgres, key, request, restriction)?;
-        let client: &tokio_postgres::Client = &client;
         let rows = match &plan.page {
-            Some(page) => query_page(client, page, &plan.kinds).await?,
+            Some(page) => query_page(&client, page, &plan.kinds).await?,
             None => Vec::new(),
         };
+        let client: &tokio_postgres::Client = &client;
         let total = match &plan.count {
             Some((count, counting)) => Some(count_rows(client, count, *counting).await?),
             None => None,
@@ -199,6 +202,7 @@ impl PgStore {
         let explain = Statement {
             sql: format!("EXPLAIN {}", statement.sql),
             params: statement.params.clone(),
+            prepared: false,
         };
         let rows = query_typed(Conn::Client(&client), &explain).await?;
         let mut out = String::new();
@@ -556,17 +560,38 @@ async fn query_typed(conn: Conn<'_>, statement: &Statement) -> Result<Vec<Row>, 
     let values: Vec<(&(dyn ToSql + Sync), Type)> = statement
         .params
         .iter()
-        .map(|p| match p {
-            SqlValue::Text(s) => (s as &(dyn ToSql + Sync), Type::TEXT),
-            SqlValue::Int(i) => (i as &(dyn ToSql + Sync), Type::INT8),
-            SqlValue::Real(f) => (f as &(dyn ToSql + Sync), Type::FLOAT8),
-            SqlValue::IntList(l) => (l as &(dyn ToSql + Sync), Type::INT8_ARRAY),
-        })
+        .map(|p| (sql_param(p), sql_type(p)))
         .collect();
     Ok(match conn {
         Conn::Client(c) => c.query_typed(&statement.sql, &values).await?,
         Conn::Tx(t) => t.query_typed(&statement.sql, &values).await?,
     })
+}
+
+fn sql_param(p: &SqlValue) -> &(dyn ToSql + Sync) {
+    match p {
+        SqlValue::Text(s) => s,
+        SqlValue::Int(i) => i,
+        SqlValue::Real(f) => f,
+        SqlValue::IntList(l) => l,
+    }
+}
+
+fn sql_type(p: &SqlValue) -> Type {
+    match p {
+        SqlValue::Text(_) => Type::TEXT,
+        SqlValue::Int(_) => Type::INT8,
+        SqlValue::Real(_) => Type::FLOAT8,
+        SqlValue::IntList(_) => Type::INT8_ARRAY,
+    }
+}
+
+/// The values of a statement and their types, for a prepared statement.
+fn typed_params(params: &[SqlValue]) -> (Vec<&(dyn ToSql + Sync)>, Vec<Type>) {
+    (
+        params.iter().map(sql_param).collect(),
+        params.iter().map(sql_type).collect(),
+    )
 }
 
 /// Where a statement runs: a pooled connection, or an open transaction.
@@ -596,13 +621,26 @@ async fn query_resources(
     rows.iter().map(to_resource).collect()
 }
 
+/// Prepared search statements kept per connection at most; past it the cache starts again
+/// (the shapes of searches are few in practice, but a client could ask for many).
+const MAX_PREPARED: usize = 256;
+
 /// Rows of `rid, RESOURCE_COLUMNS, key values...`.
 async fn query_page(
-    client: &tokio_postgres::Client,
+    client: &deadpool_postgres::Client,
     page: &Statement,
     kinds: &[KeyKind],
 ) -> Result<Vec<PageRow>, StoreError> {
-    let rows = query_typed(Conn::Client(client), page).await?;
+    let rows = if page.prepared {
+        if client.statement_cache.size() >= MAX_PREPARED {
+            client.statement_cache.clear();
+        }
+        let (values, types) = typed_params(&page.params);
+        let stmt = client.prepare_typed_cached(&page.sql, &types).await?;
+        client.query(&stmt, &values).await?
+    } else {
+        query_typed(Conn::Client(client), page).await?
+    };
     rows.iter()
         .map(|row| {
             let mut keys = Vec::with_capacity(kinds.len());

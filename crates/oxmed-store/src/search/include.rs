@@ -101,6 +101,7 @@ impl<'a> Includes<'a> {
         Ok(Some(Statement {
             sql,
             params: compiler.params.values,
+            prepared: false,
         }))
     }
 

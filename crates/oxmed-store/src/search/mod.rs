@@ -43,6 +43,9 @@ pub struct SearchResult {
 pub(crate) struct Statement {
     pub sql: String,
     pub params: Vec<SqlValue>,
+    /// A shape whose plan does not depend on the values (see `Render::ordered_driver`): on
+    /// PostgreSQL it is prepared once per connection and may run with a generic plan.
+    pub prepared: bool,
 }
 
 /// How the total is counted.
@@ -139,11 +142,11 @@ pub(crate) fn plan(
         .map(|token| cursor::decode(token, &signature, &kinds))
         .transpose()?;
     let mut render = Render::new(dialect, compiler.project());
-    // The default order on SQLite, with a driving set read in that order (see
+    // The default order, with a driving set read in that order (see
     // `Render::ordered_driver`).
-    let ordered = match (dialect, columns.is_empty()) {
-        (Dialect::Sqlite, true) => render.ordered_driver(&filter),
-        _ => None,
+    let ordered = match columns.is_empty() {
+        true => render.ordered_driver(&filter),
+        false => None,
     };
     let (filter, _) = render.conjunction(&filter, "r", Mode::Drive);
 
@@ -179,7 +182,19 @@ pub(crate) fn plan(
             format!(" LIMIT {limit}")
         };
         let exprs: Vec<&str> = columns.iter().map(|c| c.expr.as_str()).collect();
-        if let Some(d) = &ordered {
+        if let (Some(d), Dialect::Postgres) = (&ordered, dialect) {
+            // The driving rows in `rid` order, once each, checked by fenced probes, then their
+            // resource rows one lookup each (a fenced LATERAL, so never a merge join over the
+            // whole table), until the page is full.
+            let after = match &cursor {
+                Some(c) => format!(" AND d.rid > {}", compiler.params.int(c.rid)),
+                None => String::new(),
+            };
+            Some(format!(
+                "SELECT r.* FROM (SELECT DISTINCT d.rid FROM {} d WHERE {} AND {}{after} ORDER BY d.rid) d CROSS JOIN LATERAL (SELECT r.rid, {RESOURCE_COLUMNS} FROM resources r WHERE r.rid = d.rid AND {} OFFSET 0) r ORDER BY d.rid{paging}",
+                d.table, d.cond, d.early, d.late
+            ))
+        } else if let Some(d) = &ordered {
             // `GROUP BY d.rid`: one row per resource (it may have several matching index
             // rows), streamed, since `d` is read in `rid` order.
             let mut sql = format!(
@@ -233,16 +248,19 @@ pub(crate) fn plan(
         }
     };
     let params = compiler.params.values;
+    let prepared = ordered.is_some() && dialect == Dialect::Postgres;
     Ok(Plan {
         page: page.map(|sql| Statement {
             sql,
             params: params.clone(),
+            prepared,
         }),
         count: count.map(|(sql, counting)| {
             (
                 Statement {
                     sql,
                     params: params.clone(),
+                    prepared: false,
                 },
                 counting,
             )
@@ -268,6 +286,7 @@ pub(crate) fn matching_ids(
     Ok(Statement {
         sql: format!("SELECT r.id FROM resources r WHERE {filter} ORDER BY r.rid"),
         params: compiler.params.values,
+        prepared: false,
     })
 }
 
@@ -292,5 +311,6 @@ pub(crate) fn conditional(
             "SELECT r.rid, {RESOURCE_COLUMNS} FROM resources r WHERE {filter} ORDER BY r.rid LIMIT 2{lock}"
         ),
         params: compiler.params.values,
+        prepared: false,
     })
 }

@@ -48,6 +48,10 @@ pub(crate) struct Render {
     dialect: Dialect,
     project: String,
     aliases: usize,
+    /// On PostgreSQL, write checks as `EXISTS (... OFFSET 0)`: the fence keeps the planner from
+    /// turning them into joins, so that each stays one indexed probe per row whatever plan
+    /// (generic or custom) runs the statement.
+    fenced: bool,
 }
 
 impl Render {
@@ -56,6 +60,7 @@ impl Render {
             dialect,
             project: project.to_owned(),
             aliases: 0,
+            fenced: false,
         }
     }
 
@@ -75,16 +80,19 @@ impl Render {
         (self.conjuncts(&items, driver, row, mode), driver.is_some())
     }
 
-    /// On SQLite, when the set that drives `pred` (on the row `r`) selects its index rows by
-    /// one value of every lookup key column, those rows are in `rid` order: a page in `rid`
-    /// order can then read them as a join, stopping at the page's end, instead of reading the
-    /// whole set first (a common value of an unselective parameter is thousands of rows). The
-    /// driving index rows are aliased `d`; returns their table, their condition, and the rest
-    /// of `pred` (all checks), split into the checks that need only `rid`, written on `d` so that
-    /// SQLite runs them before it looks up the resource row, and the others, on `r`.
+    /// When the set that drives `pred` (on the row `r`) selects its index rows by one value of
+    /// every lookup key column, those rows are in `rid` order: a page in `rid` order can then
+    /// read them as a join, stopping at the page's end, instead of reading the whole set first
+    /// (a common value of an unselective parameter is thousands of rows). The driving index
+    /// rows are aliased `d`; returns their table, their condition, and the rest of `pred` (all
+    /// checks), split into the checks that need only `rid`, written on `d` so that they run
+    /// before the resource row is looked up, and the others, on `r`. On PostgreSQL the checks
+    /// are fenced (see [`Render::fenced`]): the statement's shape then fixes its plan, which
+    /// is what lets it be prepared once and run with a generic plan.
     pub(crate) fn ordered_driver(&mut self, pred: &Pred) -> Option<OrderedDriver> {
         let items = conjuncts(pred);
-        let driver = self.driver(&items, Mode::Drive)?;
+        let driver = self.pick_driver(&items)?;
+        self.fenced = self.dialect == Dialect::Postgres;
         let Pred::Set {
             set:
                 Set::Index {
@@ -113,6 +121,7 @@ impl Render {
         };
         let early = checks(&early, "d");
         let late = checks(&late, "r");
+        self.fenced = false;
         Some(OrderedDriver {
             table,
             cond: cond.replace("{i}", "d"),
@@ -127,6 +136,12 @@ impl Render {
         if self.dialect != Dialect::Sqlite || mode != Mode::Drive {
             return None;
         }
+        self.pick_driver(items)
+    }
+
+    /// The most selective positive set by rank, then by position, unless `_id` is given or
+    /// none is selective enough.
+    fn pick_driver(&self, items: &[&Pred]) -> Option<usize> {
         let by_id = items
             .iter()
             .any(|p| matches!(p, Pred::Row { rank, .. } if *rank >= ID_RANK));
@@ -265,6 +280,10 @@ impl Render {
         }
     }
 
+    fn fence(&self) -> &'static str {
+        if self.fenced { " OFFSET 0" } else { "" }
+    }
+
     /// `EXISTS (...)`: whether the row `row` is in the set, probed by its key.
     fn exists(&mut self, set: &Set, row: &str) -> String {
         let sqlite = self.dialect == Dialect::Sqlite;
@@ -279,8 +298,9 @@ impl Render {
                     String::new()
                 };
                 format!(
-                    "EXISTS (SELECT 1 FROM {table} {i}{hint} WHERE {} AND {i}.rid = {row}.rid)",
-                    cond.replace("{i}", &i)
+                    "EXISTS (SELECT 1 FROM {table} {i}{hint} WHERE {} AND {i}.rid = {row}.rid{})",
+                    cond.replace("{i}", &i),
+                    self.fence()
                 )
             }
             Set::Chain { cond, target, .. } => {
@@ -293,7 +313,8 @@ impl Render {
                 let cond = cond.replace("{i}", &i);
                 let (target, _) = self.conjunction(target, &t, Mode::Check);
                 format!(
-                    "EXISTS (SELECT 1 FROM reference_idx {i}{hint} CROSS JOIN resources {t} WHERE {i}.rid = {row}.rid AND {cond} AND {t}.resource_type = {i}.target_type AND {t}.id = {i}.target_id AND {target})"
+                    "EXISTS (SELECT 1 FROM reference_idx {i}{hint} CROSS JOIN resources {t} WHERE {i}.rid = {row}.rid AND {cond} AND {t}.resource_type = {i}.target_type AND {t}.id = {i}.target_id AND {target}{})",
+                    self.fence()
                 )
             }
             Set::Has { cond, source, .. } => {
@@ -301,7 +322,8 @@ impl Render {
                 let cond = cond.replace("{i}", &i);
                 let (source, _) = self.conjunction(source, &s, Mode::Check);
                 format!(
-                    "EXISTS (SELECT 1 FROM reference_idx {i} CROSS JOIN resources {s} WHERE {cond} AND {i}.target_id = {row}.id AND {i}.target_type = {row}.resource_type AND {s}.rid = {i}.rid AND {source})"
+                    "EXISTS (SELECT 1 FROM reference_idx {i} CROSS JOIN resources {s} WHERE {cond} AND {i}.target_id = {row}.id AND {i}.target_type = {row}.resource_type AND {s}.rid = {i}.rid AND {source}{})",
+                    self.fence()
                 )
             }
             Set::Rows(pred) => self.expr(pred, row),
