@@ -251,8 +251,12 @@ impl Auth {
                 let Some(membership_id) = login.membership_id() else {
                     return Ok(Session::Invalid);
                 };
-                let Some((membership, project)) =
-                    self.membership_and_project(membership_id).await?
+                // A membership deleted or made inactive ends its sessions (Medplum answers 410
+                // for the first and keeps serving the second).
+                let Some((membership, project)) = self
+                    .membership_and_project(membership_id)
+                    .await?
+                    .filter(|(m, _)| m.is_active())
                 else {
                     return Ok(Session::Invalid);
                 };
@@ -354,7 +358,11 @@ impl Auth {
         else {
             return Ok(None);
         };
-        let Some((membership, project)) = self.membership_and_project(&m.id).await? else {
+        let Some((membership, project)) = self
+            .membership_and_project(&m.id)
+            .await?
+            .filter(|(m, _)| m.is_active())
+        else {
             return Ok(None);
         };
         let caller = Caller {

@@ -523,3 +523,46 @@ e2e!(revoke_another_session, |srv| async move {
         .outcome(401);
     assert_eq!(srv.get("Patient").await.status, 200);
 });
+
+e2e!(
+    inactive_or_deleted_memberships_end_sessions,
+    |srv| async move {
+        let user_id = add_user(&srv, "second@example.com", "second-password").await;
+        let (token, _) = session(&srv, "second@example.com", "second-password").await;
+        assert_eq!(
+            get_with(&srv, "fhir/R4/Patient", &bearer(&token))
+                .await
+                .status,
+            200
+        );
+        let found = srv
+            .get(&format!("ProjectMembership?user=User/{user_id}"))
+            .await;
+        let mut membership = found.body["entry"][0]["resource"].clone();
+        let id = membership["id"].as_str().unwrap().to_owned();
+        membership["active"] = json!(false);
+        assert_eq!(
+            srv.put(&format!("ProjectMembership/{id}"), &membership)
+                .await
+                .status,
+            200
+        );
+        get_with(&srv, "fhir/R4/Patient", &bearer(&token))
+            .await
+            .outcome(401);
+        // Active again: the same token works again; deleted: never.
+        membership["active"] = json!(true);
+        srv.put(&format!("ProjectMembership/{id}"), &membership)
+            .await;
+        assert_eq!(
+            get_with(&srv, "fhir/R4/Patient", &bearer(&token))
+                .await
+                .status,
+            200
+        );
+        assert!(srv.delete(&format!("ProjectMembership/{id}")).await.status < 300);
+        get_with(&srv, "fhir/R4/Patient", &bearer(&token))
+            .await
+            .outcome(401);
+    }
+);
