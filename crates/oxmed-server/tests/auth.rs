@@ -854,3 +854,45 @@ async fn auth_rate_limit_sqlite() {
 async fn auth_rate_limit_postgres() {
     auth_rate_limit(common::Backend::Postgres).await;
 }
+
+e2e!(
+    client_token_lifetimes_are_checked_and_used,
+    |srv| async move {
+        let r = srv
+            .post(
+                "ClientApplication",
+                &json!({"resourceType": "ClientApplication", "accessTokenLifetime": "1hour"}),
+            )
+            .await;
+        assert_eq!(r.outcome(400), "Invalid token duration");
+        assert_eq!(
+            r.body["issue"][0]["expression"][0],
+            "ClientApplication.accessTokenLifetime"
+        );
+        let client = srv
+            .create(
+                &json!({"resourceType": "ClientApplication", "secret": "lifetime-secret-0123456789",
+            "accessTokenLifetime": "5m"}),
+            )
+            .await;
+        let id = client["id"].as_str().unwrap().to_owned();
+        let me = get_with(&srv, "auth/me", &format!("Bearer {}", srv.token)).await;
+        let project = me.body["project"]["id"].as_str().unwrap().to_owned();
+        srv.create(&json!({"resourceType": "ProjectMembership",
+        "project": {"reference": format!("Project/{project}")},
+        "user": {"reference": format!("ClientApplication/{id}")},
+        "profile": {"reference": format!("ClientApplication/{id}")}}))
+            .await;
+        let r = form(
+            &srv,
+            "oauth2/token",
+            &[("grant_type", "client_credentials")],
+            Some((&id, "lifetime-secret-0123456789")),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["expires_in"], 300);
+        let c = claims(r.body["access_token"].as_str().unwrap());
+        assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 300);
+    }
+);

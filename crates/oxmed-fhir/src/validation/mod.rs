@@ -11,6 +11,7 @@
 //! This runs on every create and update, so the happy path does not allocate: paths are a linked
 //! list of stack frames rendered into strings only when an issue is reported.
 
+mod medplum_rules;
 mod primitive;
 
 use std::fmt::{self, Write as _};
@@ -99,6 +100,9 @@ pub fn validate_with(defs: &Definitions, resource: &Value) -> Result<(), Vec<Val
         stopped: false,
     };
     v.root(resource);
+    if v.issues.is_empty() {
+        medplum_rules::check(resource, &mut v.issues);
+    }
     if v.issues.is_empty() {
         Ok(())
     } else {
