@@ -731,13 +731,7 @@ e2e!(private_key_jwt_client_assertions, |srv| async move {
         )
         .await;
     let id = client["id"].as_str().unwrap().to_owned();
-    let me = get_with(&srv, "auth/me", &format!("Bearer {}", srv.token)).await;
-    let project = me.body["project"]["id"].as_str().unwrap().to_owned();
-    srv.create(&json!({"resourceType": "ProjectMembership",
-        "project": {"reference": format!("Project/{project}")},
-        "user": {"reference": format!("ClientApplication/{id}")},
-        "profile": {"reference": format!("ClientApplication/{id}")}}))
-        .await;
+    make_member(&srv, &id).await;
     let token_url = format!("{}oauth2/token", srv.base);
     let now = unix_now();
     let assertion_claims = |change: &dyn Fn(&mut Value)| {
@@ -896,3 +890,14 @@ e2e!(
         assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 300);
     }
 );
+
+/// A membership of the client `id` in the admin's project, so that it can get tokens.
+async fn make_member(srv: &TestServer, id: &str) {
+    let me = get_with(srv, "auth/me", &format!("Bearer {}", srv.token)).await;
+    let project = me.body["project"]["id"].as_str().unwrap().to_owned();
+    srv.create(&json!({"resourceType": "ProjectMembership",
+        "project": {"reference": format!("Project/{project}")},
+        "user": {"reference": format!("ClientApplication/{id}")},
+        "profile": {"reference": format!("ClientApplication/{id}")}}))
+        .await;
+}
