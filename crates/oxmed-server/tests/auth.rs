@@ -870,13 +870,7 @@ e2e!(
             )
             .await;
         let id = client["id"].as_str().unwrap().to_owned();
-        let me = get_with(&srv, "auth/me", &format!("Bearer {}", srv.token)).await;
-        let project = me.body["project"]["id"].as_str().unwrap().to_owned();
-        srv.create(&json!({"resourceType": "ProjectMembership",
-        "project": {"reference": format!("Project/{project}")},
-        "user": {"reference": format!("ClientApplication/{id}")},
-        "profile": {"reference": format!("ClientApplication/{id}")}}))
-            .await;
+        make_member(&srv, &id).await;
         let r = form(
             &srv,
             "oauth2/token",
