@@ -271,41 +271,44 @@ impl Auth {
         Ok(auth)
     }
 
-    /// The browser's session with this client, if it has one young enough: named by
-    /// `id_token_hint`, else by the `medplum-<clientId>` cookie (spec §3.5).
+    /// The browser's session with this client, if it has one young enough: the Login of the
+    /// `medplum-<clientId>` cookie (spec §3.5). Beyond Medplum, `id_token_hint` is only a hint
+    /// (OpenID Connect Core §3.1.2.1): it never stands in for the cookie, and a hint naming
+    /// someone else than the session's user means there is no session for this request.
     pub async fn existing_session(
         &self,
         auth: &Authorization,
         cookie: Option<&str>,
     ) -> Result<Option<ExistingSession>> {
-        let login_id = match &auth.request.id_token_hint {
-            Some(hint) => self
+        let Some(cookie) = cookie.filter(|c| !c.is_empty()) else {
+            return Ok(None);
+        };
+        let found = self
+            .repo()
+            .system_find_one(
+                Scope::Project(SERVER_PROJECT),
+                "Login",
+                &[("cookie", &digest(cookie))],
+            )
+            .await?
+            .map(|(r, _)| r);
+        let Some(stored) = found.filter(|r| !r.deleted) else {
+            return Ok(None);
+        };
+        let login = Login::from_value(parse_stored(&stored)?)?;
+        if let Some(hint) = &auth.request.id_token_hint {
+            let hinted = self
                 .keys()
                 .verify::<IdClaims>(
                     hint,
                     &crate::jwt::VerifyOptions::new(self.config().issuer()),
                 )
                 .ok()
-                .map(|c| c.login_id),
-            None => None,
-        };
-        let found = match (login_id, cookie) {
-            (Some(id), _) => self.repo().system_read("Login", &id).await?,
-            (None, Some(cookie)) if !cookie.is_empty() => self
-                .repo()
-                .system_find_one(
-                    Scope::Project(SERVER_PROJECT),
-                    "Login",
-                    &[("cookie", &digest(cookie))],
-                )
-                .await?
-                .map(|(r, _)| r),
-            _ => None,
-        };
-        let Some(stored) = found.filter(|r| !r.deleted) else {
-            return Ok(None);
-        };
-        let login = Login::from_value(parse_stored(&stored)?)?;
+                .map(|c| c.sub);
+            if hinted.as_deref() != login.user.parts().map(|(_, id)| id) {
+                return Ok(None);
+            }
+        }
         let same_client = login
             .client
             .as_ref()

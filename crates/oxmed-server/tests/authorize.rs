@@ -107,6 +107,14 @@ impl Browser {
         }
     }
 
+    async fn get_owned(&mut self, query: &[(String, String)]) -> Page {
+        let q: Vec<(&str, &str)> = query
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.get(&q).await
+    }
+
     async fn get(&mut self, query: &[(&str, &str)]) -> Page {
         let r = self
             .http
@@ -374,14 +382,25 @@ e2e!(sign_in_pages_issue_a_code, |srv| async move {
     let p = b.get(&q).await;
     assert!(p.text.contains("name=\"password\""), "{}", p.text);
 
-    // id_token_hint names the session without the cookie.
-    let mut fresh = Browser::new(&srv);
-    let (verifier4, challenge4) = pkce_pair();
-    let mut q = request(&client, &challenge4);
+    // id_token_hint is only a hint: without the session cookie there is no session, and a
+    // hint that does not name the session's user means none either.
     let hint = tokens["id_token"].as_str().unwrap().to_owned();
-    q.push(("prompt", "none"));
-    q.push(("id_token_hint", &hint));
-    let p = fresh.get(&q).await;
+    let (verifier4, challenge4) = pkce_pair();
+    let with_hint = |hint: &str| {
+        let mut q: Vec<(String, String)> = request(&client, &challenge4)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        q.push(("prompt".into(), "none".into()));
+        q.push(("id_token_hint".into(), hint.to_owned()));
+        q
+    };
+    let mut fresh = Browser::new(&srv);
+    let p = fresh.get_owned(&with_hint(&hint)).await;
+    assert_eq!(query_of(&p.location())["error"], "login_required");
+    let p = b.get_owned(&with_hint("not-a-token")).await;
+    assert_eq!(query_of(&p.location())["error"], "login_required");
+    let p = b.get_owned(&with_hint(&hint)).await;
     assert_eq!(p.status, 302, "{}", p.text);
     let code = query_of(&p.location())["code"].clone();
     redeem(&srv, &client, &code, &verifier4).await;
