@@ -53,6 +53,8 @@ impl From<StoreError> for RepoError {
             StoreError::Conflict(t, id) => RepoError::Conflict(format!(
                 "{t}/{id} was written concurrently or belongs elsewhere"
             )),
+            // The only unique key so far is a User's email in its scope (see `unique_keys`).
+            StoreError::Duplicate(_) => RepoError::invalid_at("Email already registered", "email"),
             other => RepoError::Store(other),
         }
     }

@@ -494,6 +494,7 @@ fn new_version(
         },
     );
     let index = extract(&resource);
+    let unique = unique_keys(&resource);
     let content =
         serde_json::to_string(&resource).map_err(|e| reject(RepoError::Store(corrupt(e))))?;
     Ok(NewVersion {
@@ -504,7 +505,25 @@ fn new_version(
         deleted: false,
         content,
         index,
+        unique,
     })
+}
+
+/// The keys no two live resources may share (spec §0): a User's email, lower-cased, in its
+/// scope (its `project`, or none for a server-scoped user). The store's migration computes the
+/// same key for the Users stored before (ASCII lower case, spaces trimmed, as SQL does).
+pub(crate) fn unique_keys(resource: &Value) -> Vec<String> {
+    if resource["resourceType"] != "User" {
+        return Vec::new();
+    }
+    let Some(email) = resource["email"].as_str() else {
+        return Vec::new();
+    };
+    let scope = resource["project"]["reference"].as_str().unwrap_or("");
+    vec![format!(
+        "User.email|{scope}|{}",
+        email.trim_matches(' ').to_ascii_lowercase()
+    )]
 }
 
 fn deletion(resource_type: &str, id: &str, state: &TxState) -> NewVersion {
@@ -516,6 +535,7 @@ fn deletion(resource_type: &str, id: &str, state: &TxState) -> NewVersion {
         deleted: true,
         content: String::new(),
         index: Vec::new(),
+        unique: Vec::new(),
     }
 }
 

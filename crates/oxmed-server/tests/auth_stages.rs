@@ -566,3 +566,80 @@ e2e!(
             .outcome(401);
     }
 );
+
+e2e!(user_email_unique_per_scope, |srv| async move {
+    let project = admin_project(&srv).await;
+    let in_project = |email: &str| {
+        json!({"resourceType": "User", "firstName": "A", "lastName": "B", "email": email,
+            "project": {"reference": format!("Project/{project}")}})
+    };
+    let first = srv.create(&in_project("dup@example.com")).await;
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    // The same email in the same project, whatever its case: refused.
+    for email in ["dup@example.com", "DUP@Example.com"] {
+        let r = srv.post("User", &in_project(email)).await;
+        assert_eq!(r.outcome(400), "Email already registered", "{email}");
+        assert_eq!(r.body["issue"][0]["expression"][0], "email");
+    }
+    // Another scope (server-scoped, no project) may have it.
+    let server_scoped = srv
+        .post(
+            "User",
+            &json!({"resourceType": "User", "firstName": "A", "lastName": "B",
+                "email": "dup@example.com"}),
+        )
+        .await;
+    assert_eq!(server_scoped.status, 201, "{}", server_scoped.text);
+    // Updating the holder keeps its email; another user cannot take it.
+    let mut again = first.clone();
+    again["firstName"] = json!("Changed");
+    assert_eq!(
+        srv.put(&format!("User/{first_id}"), &again).await.status,
+        200
+    );
+    let other = srv.create(&in_project("other@example.com")).await;
+    let other_id = other["id"].as_str().unwrap().to_owned();
+    let mut taken = other.clone();
+    taken["email"] = json!("dup@example.com");
+    let r = srv.put(&format!("User/{other_id}"), &taken).await;
+    assert_eq!(r.outcome(400), "Email already registered");
+    // Once the holder is deleted, or has another email, the address is free.
+    let mut moved = again.clone();
+    moved["email"] = json!("moved@example.com");
+    assert_eq!(
+        srv.put(&format!("User/{first_id}"), &moved).await.status,
+        200
+    );
+    assert_eq!(
+        srv.put(&format!("User/{other_id}"), &taken).await.status,
+        200
+    );
+    assert!(srv.delete(&format!("User/{other_id}")).await.status < 300);
+    assert_eq!(
+        srv.post("User", &in_project("dup@example.com"))
+            .await
+            .status,
+        201
+    );
+});
+
+e2e!(concurrent_users_with_one_email_one_wins, |srv| async move {
+    let project = admin_project(&srv).await;
+    let body = json!({"resourceType": "User", "firstName": "A", "lastName": "B",
+        "email": "race@example.com", "project": {"reference": format!("Project/{project}")}});
+    let attempts = (0..8).map(|_| srv.post("User", &body));
+    let statuses: Vec<u16> = futures::future::join_all(attempts)
+        .await
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 400),
+        "{statuses:?}"
+    );
+});

@@ -9,6 +9,9 @@ pub enum StoreError {
     /// A resource with this type and id already exists (a create raced with another).
     #[error("resource {0}/{1} already exists")]
     Conflict(String, String),
+    /// A unique key of the version (`NewVersion::unique`) is held by another resource.
+    #[error("unique key already held: {0}")]
+    Duplicate(String),
     /// The search cannot be run as asked (an unsupported condition, a sort on a parameter
     /// that cannot sort); the client's mistake, not the store's.
     #[error("{0}")]

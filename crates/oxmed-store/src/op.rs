@@ -56,6 +56,9 @@ pub struct NewVersion {
     pub deleted: bool,
     pub content: String,
     pub index: Vec<IndexEntry>,
+    /// Keys no other live resource may hold at the same time (a User's email in its scope):
+    /// the write is refused with `StoreError::Duplicate` if one is taken. Empty for a deletion.
+    pub unique: Vec<String>,
 }
 
 pub type Decide =

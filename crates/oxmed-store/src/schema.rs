@@ -270,5 +270,22 @@ pub fn migrations(dialect: Dialect) -> Vec<String> {
             )),
         }
     }
-    vec![first]
+    // 2: keys no two live resources may share (`NewVersion::unique`), filled for the Users
+    // already stored (the repository's key of a User's email: see oxmed-repo `unique_keys`).
+    let second = match dialect {
+        Dialect::Sqlite => "CREATE TABLE unique_keys (key TEXT PRIMARY KEY, rid BIGINT NOT NULL) WITHOUT ROWID;
+            CREATE INDEX unique_keys_rid ON unique_keys (rid);
+            INSERT OR IGNORE INTO unique_keys (key, rid)
+                SELECT 'User.email|' || COALESCE(json_extract(content, '$.project.reference'), '') || '|' || lower(trim(json_extract(content, '$.email'))), rid
+                FROM resources WHERE resource_type = 'User' AND NOT deleted AND json_type(content, '$.email') = 'text';"
+            .to_owned(),
+        Dialect::Postgres => "CREATE TABLE unique_keys (key TEXT COLLATE \"C\" PRIMARY KEY, rid BIGINT NOT NULL);
+            CREATE INDEX unique_keys_rid ON unique_keys (rid);
+            INSERT INTO unique_keys (key, rid)
+                SELECT 'User.email|' || COALESCE(content::jsonb -> 'project' ->> 'reference', '') || '|' || lower(trim(content::jsonb ->> 'email') COLLATE \"C\"), rid
+                FROM resources WHERE resource_type = 'User' AND NOT deleted AND jsonb_typeof(content::jsonb -> 'email') = 'string'
+                ON CONFLICT DO NOTHING;"
+            .to_owned(),
+    };
+    vec![first, second]
 }

@@ -33,6 +33,7 @@ fn create(id: &str) -> WriteOp {
                         type_code: None,
                     },
                 }],
+                unique: Vec::new(),
             }))
         },
     )

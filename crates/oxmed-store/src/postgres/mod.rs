@@ -491,6 +491,21 @@ async fn write_version(
             ));
         }
     }
+    if rid.is_some() || !v.unique.is_empty() {
+        // The keys the version holds, and no others; a key another resource holds fails the
+        // statement on the primary key (a deletion holds none).
+        params.push(Box::new(v.unique.clone()));
+        let keys = params.len();
+        if rid.is_some() {
+            ctes.push(format!(
+                "k0 AS (DELETE FROM unique_keys WHERE rid = $9 AND NOT (key = ANY(${keys}::text[])))"
+            ));
+        }
+        ctes.push(format!(
+            "k1 AS (INSERT INTO unique_keys (key, rid) SELECT u.k, {rid_expr} FROM {}UNNEST(${keys}::text[]) AS u(k) WHERE NOT EXISTS (SELECT 1 FROM unique_keys x WHERE x.key = u.k AND x.rid = {rid_expr}))",
+            if rid.is_some() { "" } else { "r, " }
+        ));
+    }
     let sql = format!("WITH {} SELECT rid FROM r", ctes.join(", "));
     let stmt = client.prepare_cached(&sql).await?;
     let refs: Vec<&(dyn ToSql + Sync)> = params
@@ -501,6 +516,13 @@ async fn write_version(
     if let Err(e) = &written
         && e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
     {
+        let on_keys = e
+            .as_db_error()
+            .and_then(|d| d.table())
+            .is_some_and(|t| t == "unique_keys");
+        if on_keys {
+            return Err(StoreError::Duplicate(v.unique.join(", ")));
+        }
         return Err(StoreError::Conflict(v.resource_type.clone(), v.id.clone()));
     }
     written?;

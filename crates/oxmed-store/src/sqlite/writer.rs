@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, mpsc};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::{project_key, query_with_rid, read_current_rid};
@@ -142,6 +142,7 @@ fn commit_group(conn: &Connection, keys: &ProjectKeys, jobs: Vec<Job>) {
                     e,
                     StoreError::Rejected(_)
                         | StoreError::Conflict(..)
+                        | StoreError::Duplicate(_)
                         | StoreError::InvalidSearch(_)
                         | StoreError::InvalidCursor(_)
                 )
@@ -268,11 +269,24 @@ fn write_version(
     v: &NewVersion,
     existing: Option<&(i64, StoredResource)>,
 ) -> Result<StoredResource, StoreError> {
-    let rid = if let Some((rid, e)) = existing {
-        if e.project != project {
-            // Ids are global; a write never moves a resource into another project.
-            return Err(StoreError::Conflict(v.resource_type.clone(), v.id.clone()));
+    if let Some((_, e)) = existing
+        && e.project != project
+    {
+        // Ids are global; a write never moves a resource into another project.
+        return Err(StoreError::Conflict(v.resource_type.clone(), v.id.clone()));
+    }
+    // Before anything is written, so that a refusal leaves nothing to undo (this writer is the
+    // only one: the check and the write below cannot be interleaved with another write).
+    for k in &v.unique {
+        let holder: Option<i64> = conn
+            .prepare_cached("SELECT rid FROM unique_keys WHERE key = ?1")?
+            .query_row([k], |r| r.get(0))
+            .optional()?;
+        if holder.is_some_and(|h| Some(h) != existing.map(|(rid, _)| *rid)) {
+            return Err(StoreError::Duplicate(k.clone()));
         }
+    }
+    let rid = if let Some((rid, _)) = existing {
         conn.prepare_cached(
             "UPDATE resources SET version_id = ?2, last_updated = ?3, deleted = ?4, content = ?5 WHERE rid = ?1",
         )?
@@ -314,6 +328,14 @@ fn write_version(
         v.content
     ])?;
     sync_index(conn, key, rid, v, existing.is_some())?;
+    if existing.is_some() {
+        conn.prepare_cached("DELETE FROM unique_keys WHERE rid = ?1")?
+            .execute([rid])?;
+    }
+    for k in &v.unique {
+        conn.prepare_cached("INSERT INTO unique_keys (key, rid) VALUES (?1, ?2)")?
+            .execute(params![k, rid])?;
+    }
     Ok(StoredResource {
         resource_type: v.resource_type.clone(),
         id: v.id.clone(),

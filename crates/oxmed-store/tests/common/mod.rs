@@ -158,6 +158,7 @@ pub async fn put(store: &Store, project: &str, resource: Value) -> String {
                 deleted: false,
                 content: resource.to_string(),
                 index: oxmed_fhir::index::extract(&resource),
+                unique: Vec::new(),
             }))
         },
     );
@@ -190,6 +191,7 @@ pub async fn put_all(store: &Store, project: &str, resources: Vec<Value>) {
                     deleted: false,
                     content: resource.to_string(),
                     index: oxmed_fhir::index::extract(&resource),
+                    unique: Vec::new(),
                 }))
             },
         ));
@@ -225,6 +227,7 @@ pub async fn delete(store: &Store, project: &str, resource_type: &str, id: &str)
                 deleted: true,
                 content: String::new(),
                 index: Vec::new(),
+                unique: Vec::new(),
             }))
         },
     );
