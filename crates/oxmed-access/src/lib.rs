@@ -1,0 +1,18 @@
+//! Access control decisions, as pure logic (DESIGN.md: no SQL, no HTTP): the effective
+//! AccessPolicy of a request built from a membership's policies (spec §1.1), and whether an
+//! entry of it allows an interaction on a type (§1.2). The repository applies them.
+//!
+//! - [`policy`]: the AccessPolicy resource as typed values.
+//! - [`effective`]: building the effective policy of a membership.
+//! - [`interaction`]: interactions and which entries allow them.
+//! - [`error`]: why a policy cannot be built ([`AccessError`]).
+
+pub mod effective;
+pub mod error;
+pub mod interaction;
+pub mod policy;
+
+pub use effective::{EffectivePolicy, MembershipAccess, PolicyGrant, ProjectAccess};
+pub use error::AccessError;
+pub use interaction::Interaction;
+pub use policy::{AccessPolicy, IpAccessRule, ResourceEntry};
