@@ -15,6 +15,10 @@ pub struct AuthConfig {
     /// How long a verified access token stays in the verification cache at most (it never
     /// outlives the token's own `exp`).
     pub token_cache_ttl: Duration,
+    /// How long a cached Login or client is trusted without reading it again. Writes on this
+    /// instance invalidate at once; this bounds how long a revocation made by another instance
+    /// on the same database goes unseen here.
+    pub session_recheck: Duration,
     /// Steps of 30 seconds a TOTP code may be early or late (Medplum's
     /// `mfaAuthenticatorWindow`, 1 by default).
     pub mfa_window: u32,
@@ -56,6 +60,7 @@ impl AuthConfig {
             admin_email: "admin@example.com".into(),
             admin_password: None,
             token_cache_ttl: Duration::from_secs(300),
+            session_recheck: Duration::from_secs(30),
             mfa_window: 1,
             mfa_issuer: "oxmed".into(),
             signing_alg: crate::keys::KeyAlgorithm::Es256,

@@ -33,7 +33,10 @@ impl Auth {
     ) -> Result<(Arc<Auth>, Option<Seeded>)> {
         let keys = keystore::load_or_create(&repo, config.signing_alg).await?;
         let seeded = bootstrap::seed(&repo, &config).await?;
-        let sessions = Arc::new(Sessions::new(config.token_cache_ttl));
+        let sessions = Arc::new(Sessions::new(
+            config.token_cache_ttl,
+            config.session_recheck,
+        ));
         let listener = sessions.clone();
         repo.on_change(Arc::new(move |change| listener.invalidate(change)));
         let auth = Auth {

@@ -75,12 +75,15 @@ enum Session {
 
 pub(crate) struct Sessions {
     ttl: Duration,
+    /// Seconds a cached Login or client is trusted without being read again (see
+    /// `AuthConfig::session_recheck`).
+    recheck: i64,
     /// Token text → its verified claims and when the cache entry lapses (seconds).
     tokens: RwLock<HashMap<String, (Arc<AccessClaims>, i64)>>,
     /// Login id → the caller it makes.
-    logins: RwLock<HashMap<String, Session>>,
+    logins: RwLock<HashMap<String, (Session, i64)>>,
     /// Client id → the client and its membership, for Basic authentication.
-    clients: RwLock<HashMap<String, Option<ClientEntry>>>,
+    clients: RwLock<HashMap<String, (Option<ClientEntry>, i64)>>,
     generation: AtomicU64,
 }
 
@@ -93,9 +96,10 @@ const IDENTITY_TYPES: &[&str] = &[
 ];
 
 impl Sessions {
-    pub(crate) fn new(ttl: Duration) -> Sessions {
+    pub(crate) fn new(ttl: Duration, recheck: Duration) -> Sessions {
         Sessions {
             ttl,
+            recheck: i64::try_from(recheck.as_secs()).unwrap_or(i64::MAX),
             tokens: RwLock::new(HashMap::new()),
             logins: RwLock::new(HashMap::new()),
             clients: RwLock::new(HashMap::new()),
@@ -125,7 +129,15 @@ impl Sessions {
     }
 
     /// Keeps `value` unless a write invalidated the caches since `generation` was read.
-    fn keep<V>(&self, map: &RwLock<HashMap<String, V>>, generation: u64, key: &str, value: V) {
+    /// Keeps `value` for at most `recheck` seconds unless a write invalidated the caches since
+    /// `generation` was read.
+    fn keep<V>(
+        &self,
+        map: &RwLock<HashMap<String, (V, i64)>>,
+        generation: u64,
+        key: &str,
+        value: V,
+    ) {
         let mut m = write(map);
         if self.generation() != generation {
             return;
@@ -133,7 +145,15 @@ impl Sessions {
         if m.len() >= MAX_CACHED {
             m.clear();
         }
-        m.insert(key.to_owned(), value);
+        m.insert(key.to_owned(), (value, now_secs() + self.recheck));
+    }
+
+    /// A cached value still within its time.
+    fn fresh<V: Clone>(map: &RwLock<HashMap<String, (V, i64)>>, key: &str) -> Option<V> {
+        read(map)
+            .get(key)
+            .filter(|(_, until)| *until > now_secs())
+            .map(|(v, _)| v.clone())
     }
 }
 
@@ -212,7 +232,7 @@ impl Auth {
             }
             Err(e) => return Err(e),
         };
-        let session = read(&self.sessions.logins).get(&claims.login_id).cloned();
+        let session = Sessions::fresh(&self.sessions.logins, &claims.login_id);
         let session = match session {
             Some(s) => s,
             None => {
@@ -315,8 +335,8 @@ impl Auth {
     /// A usable client and the caller its membership makes (login id and scope left for the
     /// caller to fill), cached.
     pub(crate) async fn client_caller(&self, client_id: &str) -> Result<Option<ClientEntry>> {
-        if let Some(found) = read(&self.sessions.clients).get(client_id) {
-            return Ok(found.clone());
+        if let Some(found) = Sessions::fresh(&self.sessions.clients, client_id) {
+            return Ok(found);
         }
         let generation = self.sessions.generation();
         let found = self.load_client_caller(client_id).await?;

@@ -1,7 +1,7 @@
-//! Signing-key rotation against a real store (SQLite; PostgreSQL too when
-//! `OXMED_TEST_POSTGRES_URL` is set): a rotated key keeps verifying for its overlap and not
-//! after; a second instance on the same database verifies tokens signed by a key it has not
-//! loaded yet; RS256 is selectable.
+//! Signing-key rotation and several instances on one store, against a real store (SQLite;
+//! PostgreSQL too when `OXMED_TEST_POSTGRES_URL` is set): a rotated key keeps verifying for its
+//! overlap and not after; a second instance verifies tokens signed by a key it has not loaded
+//! yet, and refuses a Login revoked through the first once its cache is due; RS256 is selectable.
 
 mod common;
 
@@ -169,4 +169,45 @@ async fn rs256_is_selectable() {
     assert_eq!(header["alg"], "RS256");
     assert!(accepted(&auth, &token).await);
     assert_eq!(auth.jwks()["keys"][0]["kty"], "RSA");
+}
+
+/// A Login revoked through one instance is refused by another on the same database once its
+/// cached session is due for a recheck (`AuthConfig::session_recheck`).
+async fn revocation_across_instances(postgres: bool) {
+    let Some((store, dir)) = store(postgres).await else {
+        return;
+    };
+    let _dir: Option<TempDir> = dir;
+    let repo = Repository::new(store);
+    let a = instance(repo.clone(), KeyAlgorithm::Es256).await;
+    let mut config = AuthConfig::new("http://localhost:8103/");
+    config.bcrypt_cost = 4;
+    config.session_recheck = Duration::from_secs(1);
+    let (b, _) = Auth::start(repo, config).await.unwrap();
+    let token = cc_token(&a).await;
+    assert!(accepted(&b, &token).await, "B caches the session");
+    let caller = a
+        .authenticate(Some(&format!("Bearer {token}")))
+        .await
+        .unwrap();
+    a.logout(&caller).await.unwrap();
+    assert!(
+        !accepted(&a, &token).await,
+        "refused at once where it was revoked"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(
+        !accepted(&b, &token).await,
+        "refused by the other instance after its recheck"
+    );
+}
+
+#[tokio::test]
+async fn revocation_reaches_other_instances_sqlite() {
+    revocation_across_instances(false).await;
+}
+
+#[tokio::test]
+async fn revocation_reaches_other_instances_postgres() {
+    revocation_across_instances(true).await;
 }
