@@ -643,3 +643,37 @@ e2e!(concurrent_users_with_one_email_one_wins, |srv| async move {
         "{statuses:?}"
     );
 });
+
+e2e!(access_policies_are_checked_on_write, |srv| async move {
+    let r = srv
+        .post(
+            "AccessPolicy",
+            &json!({"resourceType": "AccessPolicy", "resource": [
+                {"resourceType": "Observation", "criteria": "Patient?_id=%patient.id"}]}),
+        )
+        .await;
+    let msg = r.outcome(400);
+    assert!(msg.contains("axp-3"), "{msg}");
+    assert_eq!(
+        r.body["issue"][0]["expression"][0],
+        "AccessPolicy.resource[0].criteria"
+    );
+    let r = srv
+        .post(
+            "AccessPolicy",
+            &json!({"resourceType": "AccessPolicy", "resource": [
+                {"resourceType": "Task", "writeConstraint": [{"language": "text/fhirpath"}]}]}),
+        )
+        .await;
+    assert!(r.outcome(400).contains("axp-1"));
+    let ok = srv
+        .post(
+            "AccessPolicy",
+            &json!({"resourceType": "AccessPolicy", "resource": [
+                {"resourceType": "Observation", "criteria": "Observation?subject=%patient"},
+                {"resourceType": "Task", "writeConstraint": [
+                    {"language": "text/fhirpath", "expression": "%after.status = 'ready'"}]}]}),
+        )
+        .await;
+    assert_eq!(ok.status, 201, "{}", ok.text);
+});

@@ -16,8 +16,76 @@ fn is_duration(s: &str) -> bool {
         && matches!(unit, "s" | "m" | "h" | "d" | "w" | "y")
 }
 
+/// Constraint axp-3: `criteria` is a search of the entry's own type,
+/// `^<type>\?([a-zA-Z_:-]+=[^&]+&?)+$` (`*?...` for a `*` entry), and never uses `_has:`.
+fn criteria_ok(resource_type: &str, criteria: &str) -> bool {
+    let Some(query) = criteria
+        .strip_prefix(resource_type)
+        .and_then(|r| r.strip_prefix('?'))
+    else {
+        return false;
+    };
+    if query.is_empty() || criteria.contains("_has:") {
+        return false;
+    }
+    let pieces: Vec<&str> = query.split('&').collect();
+    pieces.iter().enumerate().all(|(i, piece)| {
+        // One trailing `&` is allowed by the pattern.
+        if piece.is_empty() {
+            return i == pieces.len() - 1 && i > 0;
+        }
+        match piece.split_once('=') {
+            Some((name, value)) => {
+                !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphabetic() || b"_:-".contains(&b))
+                    && !value.is_empty()
+            }
+            None => false,
+        }
+    })
+}
+
+fn access_policy(resource: &Value, issues: &mut Vec<ValidationIssue>) {
+    let Some(entries) = resource["resource"].as_array() else {
+        return;
+    };
+    for (i, entry) in entries.iter().enumerate() {
+        let resource_type = entry["resourceType"].as_str().unwrap_or_default();
+        if let Some(criteria) = entry["criteria"].as_str()
+            && !criteria_ok(resource_type, criteria)
+        {
+            issues.push(ValidationIssue {
+                path: format!("AccessPolicy.resource[{i}].criteria"),
+                message: format!(
+                    "criteria must be a search of {resource_type} such as {resource_type}?name=value, without _has (constraint axp-3)"
+                ),
+                code: IssueCode::Invariant,
+            });
+        }
+        if let Some(constraints) = entry["writeConstraint"].as_array() {
+            for (j, c) in constraints.iter().enumerate() {
+                let expression = c["expression"]
+                    .as_str()
+                    .is_some_and(|e| !e.trim().is_empty());
+                if c["language"] != "text/fhirpath" || !expression {
+                    issues.push(ValidationIssue {
+                        path: format!("AccessPolicy.resource[{i}].writeConstraint[{j}]"),
+                        message: "a write constraint needs language text/fhirpath and an expression (constraint axp-1)".into(),
+                        code: IssueCode::Invariant,
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// The issues of `resource` under these rules.
 pub(crate) fn check(resource: &Value, issues: &mut Vec<ValidationIssue>) {
+    if resource["resourceType"] == "AccessPolicy" {
+        access_policy(resource, issues);
+    }
     if resource["resourceType"] == "ClientApplication" {
         for field in ["accessTokenLifetime", "refreshTokenLifetime"] {
             if let Some(v) = resource.get(field)
@@ -37,6 +105,50 @@ pub(crate) fn check(resource: &Value, issues: &mut Vec<ValidationIssue>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn access_policy_criteria_axp_3() {
+        for ok in [
+            ("Patient", "Patient?_id=%patient.id"),
+            ("Observation", "Observation?subject=%patient&status=final"),
+            ("Observation", "Observation?code:not=x&"),
+            ("*", "*?_compartment=%patient"),
+        ] {
+            assert!(criteria_ok(ok.0, ok.1), "{ok:?}");
+        }
+        for bad in [
+            ("Patient", "Observation?subject=x"),
+            ("Patient", "Patient"),
+            ("Patient", "Patient?"),
+            ("Patient", "Patient?name"),
+            ("Patient", "Patient?name="),
+            ("Patient", "Patient?=x"),
+            ("Patient", "Patient?a=1&&b=2"),
+            ("Patient", "Patient?_has:Observation:subject:code=x"),
+            ("Patient", "Patient?na.me=x"),
+            ("*", "Patient?_id=1"),
+        ] {
+            assert!(!criteria_ok(bad.0, bad.1), "{bad:?}");
+        }
+        let mut issues = Vec::new();
+        check(
+            &json!({"resourceType": "AccessPolicy", "resource": [
+                {"resourceType": "Patient", "criteria": "Patient?_id=1"},
+                {"resourceType": "Patient", "criteria": "Observation?x=1"},
+                {"resourceType": "Task", "writeConstraint": [
+                    {"language": "text/fhirpath", "expression": "%after.status = 'ready'"},
+                    {"language": "text/cql", "expression": "x"}]}]}),
+            &mut issues,
+        );
+        let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "AccessPolicy.resource[1].criteria",
+                "AccessPolicy.resource[2].writeConstraint[1]"
+            ]
+        );
+    }
 
     #[test]
     fn token_lifetimes() {
