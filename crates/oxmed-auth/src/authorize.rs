@@ -17,7 +17,8 @@ use crate::{digest, pkce};
 use oxmed_repo::{SERVER_PROJECT, Scope, parse_stored};
 
 /// The parameters of an authorization request, from the query string (GET) or the form (POST).
-#[derive(Debug, Clone, Default)]
+/// `Debug` leaves out `id_token_hint` (a token) and the PKCE challenge.
+#[derive(Clone, Default)]
 pub struct AuthorizeRequest {
     pub response_type: Option<String>,
     pub client_id: Option<String>,
@@ -33,6 +34,18 @@ pub struct AuthorizeRequest {
     pub aud: Option<String>,
     pub launch: Option<String>,
     pub request: Option<String>,
+}
+
+impl std::fmt::Debug for AuthorizeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizeRequest")
+            .field("client_id", &self.client_id)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("response_type", &self.response_type)
+            .field("scope", &self.scope)
+            .field("prompt", &self.prompt)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AuthorizeRequest {
@@ -523,6 +536,22 @@ mod tests {
         assert!(!same_origin("http://localhost:8104/", base));
         assert!(!same_origin("https://localhost:8103/", base));
         assert!(!same_origin("x", base));
+    }
+
+    #[test]
+    fn debug_prints_no_token() {
+        let r = AuthorizeRequest {
+            client_id: Some("c".into()),
+            id_token_hint: Some("eyJ.secret.sig".into()),
+            code_challenge: Some("challenge".into()),
+            ..Default::default()
+        };
+        let printed = format!("{r:?}");
+        assert!(printed.contains("\"c\""), "{printed}");
+        assert!(
+            !printed.contains("eyJ") && !printed.contains("challenge"),
+            "{printed}"
+        );
     }
 
     #[test]

@@ -83,10 +83,8 @@ impl Auth {
                 if r.id == keep || r.last_updated >= started {
                     continue;
                 }
-                let login = Login::from_value(parse_stored(r)?)?;
-                if !login.is_revoked() {
-                    self.revoke_login(login.id()).await?;
-                }
+                self.mark_revoked(Login::from_value(parse_stored(r)?)?)
+                    .await?;
             }
             let next = found.last().map(|last| last.last_updated / 1000);
             match next {

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::claims::RefreshClaims;
 use crate::failure::{AuthFailure, Result};
-use crate::identity::{ClientApplication, Login, Project, Reference, User};
+use crate::identity::{ClientApplication, Login, Project, ProjectMembership, Reference, User};
 use crate::records;
 use crate::secret::{constant_time_eq, generate_secret};
 use crate::service::Auth;
@@ -207,19 +207,14 @@ impl Auth {
             self.revoke_login(&stored.id).await?;
             return Err(AuthFailure::invalid_grant("Token already granted"));
         }
-        let user = self.user_of(&login.user).await?;
-        self.token_response(&Grant {
-            login_id: &stored.id,
-            user: &login.user,
-            email: user.as_ref().and_then(|u| u.email.as_deref()),
+        let scope = LoginScope {
             client: client.as_ref(),
             membership: &membership,
             project: &project,
             scope: &scope_text,
-            nonce: login.nonce.as_deref(),
-            auth_time: auth_time_secs(&login),
-            refresh_secret: refresh_secret.as_deref(),
-        })
+        };
+        self.login_tokens(&stored.id, &login, &scope, refresh_secret.as_deref())
+            .await
     }
 
     /// PKCE unless the client opted out with `pkceOptional`; an opted-out client without PKCE
@@ -331,19 +326,38 @@ impl Auth {
             // Another refresh with the same token won the race: exactly one new token.
             return Err(AuthFailure::invalid_grant("Invalid token"));
         }
-        let user = self.user_of(&login.user).await?;
         let scope_text = login.scope.clone().unwrap_or_else(|| "openid".into());
-        self.token_response(&Grant {
-            login_id: &stored.id,
-            user: &login.user,
-            email: user.as_ref().and_then(|u| u.email.as_deref()),
+        let scope = LoginScope {
             client: client.as_ref(),
             membership: &membership,
             project: &project,
             scope: &scope_text,
+        };
+        self.login_tokens(&stored.id, &login, &scope, Some(&secret))
+            .await
+    }
+
+    /// The token response of a stored Login (code and refresh grants): its user's email for the
+    /// ID token, its nonce and authentication time.
+    async fn login_tokens(
+        &self,
+        login_id: &str,
+        login: &Login,
+        s: &LoginScope<'_>,
+        refresh_secret: Option<&str>,
+    ) -> Result<Value> {
+        let user = self.user_of(&login.user).await?;
+        self.token_response(&Grant {
+            login_id,
+            user: &login.user,
+            email: user.as_ref().and_then(|u| u.email.as_deref()),
+            client: s.client,
+            membership: s.membership,
+            project: s.project,
+            scope: s.scope,
             nonce: login.nonce.as_deref(),
-            auth_time: auth_time_secs(&login),
-            refresh_secret: Some(&secret),
+            auth_time: auth_time_secs(login),
+            refresh_secret,
         })
     }
 
@@ -353,12 +367,19 @@ impl Auth {
         let Some(stored) = self.repo().system_read("Login", login_id).await? else {
             return Ok(false);
         };
-        let mut login = Login::from_value(parse_stored(&stored)?)?;
+        self.mark_revoked(Login::from_value(parse_stored(&stored)?)?)
+            .await?;
+        Ok(true)
+    }
+
+    /// Writes an already read Login as revoked (a no-op if it is). Without `If-Match`: whatever
+    /// else changed on it meanwhile, it is over.
+    pub(crate) async fn mark_revoked(&self, mut login: Login) -> Result<()> {
         if !login.is_revoked() {
             login.revoked = Some(true);
             records::put(self.repo(), SERVER_PROJECT, login.to_value()).await?;
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Revokes a Login and every Login continued from the same sign-in (same user, client and
@@ -369,7 +390,7 @@ impl Auth {
             return Ok(false);
         };
         let login = Login::from_value(parse_stored(&stored)?)?;
-        self.revoke_login(login_id).await?;
+        self.mark_revoked(login.clone()).await?;
         let siblings = self
             .repo()
             .system_search(
@@ -386,7 +407,7 @@ impl Auth {
                 && other.client.as_ref().map(Reference::text)
                     == login.client.as_ref().map(Reference::text)
             {
-                self.revoke_login(&r.id).await?;
+                self.mark_revoked(other).await?;
             }
         }
         Ok(true)
@@ -401,6 +422,14 @@ impl Auth {
             None => Ok(None),
         }
     }
+}
+
+/// What a Login's tokens are for: its client, membership, project and scope.
+struct LoginScope<'a> {
+    client: Option<&'a ClientApplication>,
+    membership: &'a ProjectMembership,
+    project: &'a Project,
+    scope: &'a str,
 }
 
 /// The current or the retiring secret, both compared every time (spec §3.2).

@@ -63,19 +63,18 @@ pub async fn maintain(
     alg: KeyAlgorithm,
     rotation: Option<std::time::Duration>,
     overlap: std::time::Duration,
-    now_micros: i64,
 ) -> Result<(KeySet, Maintenance)> {
     let micros = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
     let mut done = Maintenance::default();
     let keys = active_keys(repo).await?;
     if let (Some(rotation), Some(newest)) = (rotation, keys.first())
-        && now_micros.saturating_sub(newest.written) >= micros(rotation)
+        && oxmed_repo::meta::now_micros().saturating_sub(newest.written) >= micros(rotation)
     {
         rotate(repo, alg).await?;
         done.rotated = true;
     }
-    // Time has passed while rotating: the new key is not written in the future.
-    let now_micros = now_micros.max(oxmed_repo::meta::now_micros());
+    // After any rotation: the new key's time is not in the future.
+    let now_micros = oxmed_repo::meta::now_micros();
     let keys = active_keys(repo).await?;
     // keys[i]'s successor is keys[i - 1]: the key that took over signing from it.
     for pair in keys.windows(2) {

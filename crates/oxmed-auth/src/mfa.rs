@@ -61,10 +61,7 @@ impl Auth {
         if user.mfa_enrolled == Some(true) {
             return Err(AuthFailure::invalid("Already enrolled"));
         }
-        let secret = user
-            .mfa_secret
-            .clone()
-            .ok_or_else(|| AuthFailure::invalid("Secret not found"))?;
+        let secret = enrolment_secret(&user)?;
         self.check_code(user.id(), &secret, token, INVALID_TOKEN)?;
         user.mfa_enrolled = Some(true);
         self.write_user(user, &version).await
@@ -74,10 +71,7 @@ impl Auth {
     /// an old authenticator cannot be re-enrolled silently.
     pub async fn mfa_disable(&self, caller: &Caller, token: &str) -> Result<()> {
         let (mut user, version) = self.user_for_update(&caller.user).await?;
-        let secret = user
-            .mfa_secret
-            .clone()
-            .ok_or_else(|| AuthFailure::invalid("Secret not found"))?;
+        let secret = enrolment_secret(&user)?;
         if user.mfa_enrolled != Some(true) {
             return Err(AuthFailure::invalid("User not enrolled in MFA"));
         }
@@ -117,10 +111,7 @@ impl Auth {
         if user.mfa_enrolled == Some(true) {
             return Err(AuthFailure::invalid("Already enrolled"));
         }
-        let secret = user
-            .mfa_secret
-            .clone()
-            .ok_or_else(|| AuthFailure::invalid("Secret not found"))?;
+        let secret = enrolment_secret(&user)?;
         self.check_code(user.id(), &secret, token, INVALID_MFA_TOKEN)?;
         user.mfa_enrolled = Some(true);
         self.write_user(user, &user_version).await?;
@@ -200,6 +191,13 @@ impl Auth {
             .map(|_| ())
             .ok_or_else(|| AuthFailure::invalid("User changed, please try again"))
     }
+}
+
+/// The user's TOTP secret, made by `/auth/mfa/status` (spec §4.6: "Secret not found" before).
+fn enrolment_secret(user: &User) -> Result<String> {
+    user.mfa_secret
+        .clone()
+        .ok_or_else(|| AuthFailure::invalid("Secret not found"))
 }
 
 #[cfg(test)]

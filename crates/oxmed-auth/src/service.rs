@@ -109,7 +109,6 @@ impl Auth {
             self.config.signing_alg,
             self.config.key_rotation,
             self.config.key_overlap,
-            oxmed_repo::meta::now_micros(),
         )
         .await?;
         self.set_keys(keys);

@@ -95,6 +95,16 @@ async fn add_user(srv: &TestServer, email: &str, password: &str) -> String {
     user_id
 }
 
+/// `POST /auth/mfa/<step> {login, token}`.
+async fn mfa_post(srv: &TestServer, step: &str, login: &str, token: &str) -> Resp {
+    json_post(
+        srv,
+        &format!("auth/mfa/{step}"),
+        &json!({"login": login, "token": token}),
+    )
+    .await
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -199,35 +209,15 @@ e2e!(mfa_enrolment_and_sign_in, |srv| async move {
 
     let r = json_post(&srv, "auth/mfa/verify", &json!({"login": login_id})).await;
     assert_eq!(r.outcome(400), "Missing token");
-    let r = json_post(
-        &srv,
-        "auth/mfa/verify",
-        &json!({"login": login_id, "token": wrong_code(&secret)}),
-    )
-    .await;
+    let r = mfa_post(&srv, "verify", &login_id, &wrong_code(&secret)).await;
     assert_eq!(r.outcome(400), "Invalid MFA token");
     // The code used to enrol was used: it does not work twice.
-    let r = json_post(
-        &srv,
-        "auth/mfa/verify",
-        &json!({"login": login_id, "token": code(&secret, 0)}),
-    )
-    .await;
+    let r = mfa_post(&srv, "verify", &login_id, &code(&secret, 0)).await;
     assert_eq!(r.outcome(400), "Invalid MFA token");
-    let r = json_post(
-        &srv,
-        "auth/mfa/verify",
-        &json!({"login": login_id, "token": code(&secret, 1)}),
-    )
-    .await;
+    let r = mfa_post(&srv, "verify", &login_id, &code(&secret, 1)).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let code_value = r.body["code"].as_str().expect("a code once verified");
-    let r2 = json_post(
-        &srv,
-        "auth/mfa/verify",
-        &json!({"login": login_id, "token": code(&secret, 1)}),
-    )
-    .await;
+    let r2 = mfa_post(&srv, "verify", &login_id, &code(&secret, 1)).await;
     assert_eq!(r2.outcome(400), "Login already verified");
     let t = redeem(&srv, code_value, &verifier).await;
     assert_eq!(t.status, 200, "{}", t.text);
@@ -236,22 +226,12 @@ e2e!(mfa_enrolment_and_sign_in, |srv| async move {
     let (r, _) = login(&srv, ADMIN_EMAIL, ADMIN_PASSWORD, "openid").await;
     let other_login = r.body["login"].as_str().unwrap().to_owned();
     for _ in 0..5 {
-        let r = json_post(
-            &srv,
-            "auth/mfa/verify",
-            &json!({"login": other_login, "token": wrong_code(&secret)}),
-        )
-        .await;
+        let r = mfa_post(&srv, "verify", &other_login, &wrong_code(&secret)).await;
         assert_eq!(r.status, 400, "{}", r.text);
     }
     let (r, _) = login(&srv, ADMIN_EMAIL, ADMIN_PASSWORD, "openid").await;
     let third = r.body["login"].as_str().unwrap().to_owned();
-    let locked = json_post(
-        &srv,
-        "auth/mfa/verify",
-        &json!({"login": third, "token": code(&secret, 1)}),
-    )
-    .await;
+    let locked = mfa_post(&srv, "verify", &third, &code(&secret, 1)).await;
     locked.outcome(429);
 });
 
@@ -270,19 +250,9 @@ e2e!(
         assert!(r.body.get("code").is_none());
         let secret = secret_of(r.body["enrollUri"].as_str().unwrap());
         let login_id = r.body["login"].as_str().unwrap().to_owned();
-        let r = json_post(
-            &srv,
-            "auth/mfa/login-enroll",
-            &json!({"login": login_id, "token": wrong_code(&secret)}),
-        )
-        .await;
+        let r = mfa_post(&srv, "login-enroll", &login_id, &wrong_code(&secret)).await;
         assert_eq!(r.outcome(400), "Invalid MFA token");
-        let r = json_post(
-            &srv,
-            "auth/mfa/login-enroll",
-            &json!({"login": login_id, "token": code(&secret, 0)}),
-        )
-        .await;
+        let r = mfa_post(&srv, "login-enroll", &login_id, &code(&secret, 0)).await;
         assert_eq!(r.status, 200, "{}", r.text);
         let t = redeem(&srv, r.body["code"].as_str().expect("code"), &verifier).await;
         assert_eq!(t.status, 200, "{}", t.text);
