@@ -5,13 +5,21 @@
 //! - [`policy`]: the AccessPolicy resource as typed values.
 //! - [`effective`]: building the effective policy of a membership.
 //! - [`interaction`]: interactions and which entries allow them.
+//! - [`control`]: the effective policy ready for requests: criteria parsed, the search
+//!   restriction, the entry a resource satisfies, hidden and read-only fields, write constraints.
+//! - [`fields`]: dotted field paths on a resource's JSON.
+//! - [`ip_rule`]: IP access rules (prefixes, CIDR, IPv6).
 //! - [`error`]: why a policy cannot be built ([`AccessError`]).
 
+pub mod control;
 pub mod effective;
 pub mod error;
+pub mod fields;
 pub mod interaction;
+pub mod ip_rule;
 pub mod policy;
 
+pub use control::AccessControl;
 pub use effective::{EffectivePolicy, MembershipAccess, PolicyGrant, ProjectAccess};
 pub use error::AccessError;
 pub use interaction::Interaction;

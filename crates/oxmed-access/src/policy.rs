@@ -154,6 +154,11 @@ impl AccessPolicy {
                     Some("block") => IpAction::Block,
                     _ => return Err("ipAccessRule.action must be allow or block".into()),
                 };
+                if value.contains('/') && value.trim().parse::<ipnet::IpNet>().is_err() {
+                    return Err(format!(
+                        "ipAccessRule.value {value:?} is neither an address prefix nor a CIDR block"
+                    ));
+                }
                 ip_access_rule.push(IpAccessRule {
                     name: r["name"].as_str().map(str::to_owned),
                     value: value.to_owned(),

@@ -81,6 +81,7 @@ impl From<RepoError> for AuthFailure {
                     .unwrap_or_else(|| "Invalid".into()),
             ),
             RepoError::NotFound(_) | RepoError::Gone(_) => AuthFailure::NotFound,
+            RepoError::Forbidden => AuthFailure::Forbidden,
             other => AuthFailure::Internal(other.to_string()),
         }
     }

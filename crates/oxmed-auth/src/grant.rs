@@ -109,6 +109,13 @@ impl Auth {
         if !asserted {
             check_secret(client, creds.secret.as_deref().unwrap_or(""))?;
         }
+        self.require_access(
+            &caller.membership,
+            &caller.project,
+            req.remote_address.as_deref(),
+        )
+        .await
+        .map_err(AuthFailure::into_oauth)?;
         let scope = req.field("scope").unwrap_or("openid").to_owned();
         // Never stored (spec §0): the token names the client, which `authenticate` resolves.
         let login_id = oxmed_repo::meta::new_id();

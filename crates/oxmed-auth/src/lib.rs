@@ -21,6 +21,7 @@
 //! [`assertion`] (`private_key_jwt`), [`tokens`] (minting), [`me`] (`/auth/me`, logout), [`mfa`] (TOTP second factor),
 //! [`records`] (system writes), [`failure`] (how a step fails).
 
+pub mod access;
 pub mod assertion;
 pub mod authorize;
 pub mod bootstrap;

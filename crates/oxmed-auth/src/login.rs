@@ -358,7 +358,7 @@ impl Auth {
         if login.membership.is_some() {
             return Err(AuthFailure::invalid("Login profile already set"));
         }
-        let Some((membership, _project)) = self.membership_and_project(membership_id).await? else {
+        let Some((membership, project)) = self.membership_and_project(membership_id).await? else {
             return Err(AuthFailure::invalid("Profile not found"));
         };
         if membership.user.text() != login.user.text() {
@@ -367,6 +367,9 @@ impl Auth {
         if !membership.is_active() {
             return Err(AuthFailure::invalid("Profile not active"));
         }
+        // A membership whose policy cannot be built cannot sign in (spec §1.1 step 2).
+        self.require_access(&membership, &project, login.remote_address.as_deref())
+            .await?;
         login.membership = Some(membership.reference());
         self.login_result(login, &version, true).await
     }

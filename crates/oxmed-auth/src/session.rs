@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use base64::Engine;
+use oxmed_access::AccessControl;
 use oxmed_repo::{Change, RequestContext, Scope, parse_stored};
 
 use crate::claims::AccessClaims;
@@ -32,6 +33,9 @@ pub struct Caller {
     pub project: Arc<Project>,
     pub client_id: Option<String>,
     pub scope: String,
+    /// The membership's effective AccessPolicy. One that could not be built (a policy deleted
+    /// since sign-in) is an empty policy: it allows nothing.
+    pub access: Arc<AccessControl>,
 }
 
 impl Caller {
@@ -56,6 +60,7 @@ impl Caller {
         RequestContext {
             project: self.project.id().to_owned(),
             author: self.membership.profile.reference.clone(),
+            access: Some(self.access.clone()),
         }
     }
 }
@@ -280,6 +285,7 @@ impl Auth {
                 else {
                     return Ok(Session::Invalid);
                 };
+                let access = self.session_access(&membership, &project).await?;
                 Ok(Session::Active(Arc::new(Caller {
                     login_id: claims.login_id.clone(),
                     auth_method: login.auth_method.clone(),
@@ -288,6 +294,7 @@ impl Auth {
                     project,
                     client_id: claims.client_id.clone(),
                     scope: login.scope.clone().unwrap_or_default(),
+                    access,
                 })))
             }
             Ok(None) => {
@@ -310,6 +317,26 @@ impl Auth {
             }
             Err(e) => Err(AuthFailure::Internal(e.to_string())),
         }
+    }
+
+    /// The effective policy of a session's membership; an empty one (nothing allowed) when it
+    /// cannot be built, so that a policy broken after sign-in fails closed.
+    async fn session_access(
+        &self,
+        membership: &ProjectMembership,
+        project: &Project,
+    ) -> Result<Arc<AccessControl>> {
+        Ok(match self.access_control(membership, project).await? {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(membership = %membership.id(), error = %e, "access policy cannot be built: the session may do nothing");
+                Arc::new(AccessControl::new(
+                    oxmed_access::EffectivePolicy::default(),
+                    false,
+                    false,
+                ))
+            }
+        })
     }
 
     /// A membership and its project, both existing.
@@ -385,6 +412,7 @@ impl Auth {
         else {
             return Ok(None);
         };
+        let access = self.session_access(&membership, &project).await?;
         let caller = Caller {
             login_id: String::new(),
             auth_method: "client".into(),
@@ -393,6 +421,7 @@ impl Auth {
             project,
             client_id: Some(client_id.to_owned()),
             scope: "openid".into(),
+            access,
         };
         Ok(Some(Arc::new((client, caller))))
     }

@@ -329,11 +329,21 @@ fn build_parameter(
     applicable: &[&Arc<str>],
 ) -> Result<SearchParameter, LoadError> {
     let parse = |source: &str| {
-        Expression::parse(source).map_err(|e| LoadError::Expression {
+        let error = |e| LoadError::Expression {
             url: raw.url.clone(),
             expression: source.to_string(),
             source: e,
-        })
+        };
+        let e = Expression::parse(source).map_err(error)?;
+        // Nothing binds variables when resources are indexed: such a parameter would index
+        // nothing, silently.
+        match e.variables().first() {
+            Some(v) => Err(error(ParseError::Unsupported {
+                what: format!("the variable %{v}"),
+                pos: 0,
+            })),
+            None => Ok(e),
+        }
     };
     let expression = raw.expression.as_deref().map(parse).transpose()?;
     let components = raw

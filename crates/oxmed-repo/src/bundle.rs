@@ -173,7 +173,7 @@ async fn transaction(
     let outcomes = repo.execute(&ctx.project, ops).await?;
     let mut out: Vec<Value> = vec![Value::Null; entries.len()];
     for ((i, kind), outcome) in kinds.into_iter().zip(outcomes) {
-        out[i] = write_response(&written(kind, outcome));
+        out[i] = write_response(&written(ctx, kind, outcome));
     }
     for (i, read) in reads {
         out[i] = run_read(repo, ctx, read, base_url)

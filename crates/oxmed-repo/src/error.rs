@@ -8,6 +8,9 @@ pub enum RepoError {
     /// The request or resource is malformed or invalid (400).
     #[error("invalid: {}", first_detail(.0))]
     Invalid(Vec<Issue>),
+    /// The caller's access policy does not allow the interaction (403).
+    #[error("forbidden")]
+    Forbidden,
     /// No such resource, or one the caller may not know of (404).
     #[error("not found: {0}")]
     NotFound(String),
@@ -65,6 +68,7 @@ impl RepoError {
     pub fn status(&self) -> u16 {
         match self {
             RepoError::Invalid(_) => 400,
+            RepoError::Forbidden => 403,
             RepoError::NotFound(_) => 404,
             RepoError::Gone(_) => 410,
             RepoError::PreconditionFailed(_) => 412,
@@ -80,6 +84,7 @@ impl RepoError {
         use oxmed_fhir::operation_outcome::operation_outcome;
         let issue = match self {
             RepoError::Invalid(issues) => return operation_outcome(issues),
+            RepoError::Forbidden => Issue::error("forbidden", "Forbidden"),
             RepoError::NotFound(m) => Issue::error("not-found", m.clone()),
             RepoError::Gone(m) => Issue::error("deleted", m.clone()),
             RepoError::PreconditionFailed(m) => Issue::error("conflict", m.clone()),

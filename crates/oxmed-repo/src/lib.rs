@@ -2,6 +2,7 @@
 //! its own bookkeeping, goes through it with a [`RequestContext`]. It validates, stamps and indexes
 //! resources and turns each FHIR interaction into store operations that run in one transaction.
 
+mod access;
 mod bundle;
 mod changes;
 mod conditional;
@@ -11,6 +12,9 @@ mod search;
 mod system;
 mod write;
 
+use std::sync::Arc;
+
+use oxmed_access::{AccessControl, Interaction};
 use oxmed_fhir::definitions::Definitions;
 use oxmed_store::{
     HistoryCursor, HistoryQuery, HistoryScope, Store, StoredResource, WriteOp, WriteOutcome,
@@ -33,11 +37,14 @@ pub const SERVER_PROJECT: &str = "00000000-0000-0000-0000-000000000001";
 pub const DEFAULT_PROJECT: &str = SERVER_PROJECT;
 
 /// Who is asking, and on behalf of which project.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RequestContext {
     pub project: String,
     /// Reference stamped as `meta.author` on writes (e.g. `Practitioner/123`).
     pub author: Option<String>,
+    /// The caller's effective AccessPolicy; `None` only for the server's own work, never for a
+    /// caller's request.
+    pub access: Option<Arc<AccessControl>>,
 }
 
 impl RequestContext {
@@ -51,6 +58,7 @@ impl RequestContext {
         RequestContext {
             project: project.to_owned(),
             author: None,
+            access: None,
         }
     }
 }
@@ -130,8 +138,10 @@ impl Repository {
     ) -> Result<StoredResource, RepoError> {
         Self::check_type(resource_type)?;
         Self::check_id(id)?;
+        access::require_type(ctx, resource_type, Interaction::Read)?;
         let found = self.store.read(resource_type, id).await?;
-        visible(ctx, found, resource_type, id)
+        let r = visible(ctx, found, resource_type, id)?;
+        access::view(ctx, r, Interaction::Read)
     }
 
     pub async fn vread(
@@ -144,6 +154,13 @@ impl Repository {
         Self::check_type(resource_type)?;
         Self::check_id(id)?;
         Self::check_id(version_id)?;
+        access::require_type(ctx, resource_type, Interaction::Vread)?;
+        if ctx.access.is_some() {
+            // The resource as it is now decides first (spec §1.3): an old version that once
+            // matched the caller's criteria is not readable when the resource no longer does.
+            self.current_for(ctx, resource_type, id, Interaction::Vread)
+                .await?;
+        }
         let found = self
             .store
             .read_version(resource_type, id, version_id)
@@ -151,17 +168,51 @@ impl Repository {
         match found {
             Some(r) if r.project == ctx.project => {
                 if r.deleted {
-                    Err(RepoError::Gone(format!(
-                        "{resource_type}/{id}/_history/{version_id} is a deletion"
-                    )))
+                    match access::gone(ctx.access.as_deref(), resource_type, id) {
+                        RepoError::Gone(_) => Err(RepoError::Gone(format!(
+                            "{resource_type}/{id}/_history/{version_id} is a deletion"
+                        ))),
+                        hidden => Err(hidden),
+                    }
                 } else {
-                    Ok(r)
+                    access::view(ctx, r, Interaction::Read).map_err(|_| {
+                        RepoError::NotFound(format!(
+                            "{resource_type}/{id}/_history/{version_id} not found"
+                        ))
+                    })
                 }
             }
             _ => Err(RepoError::NotFound(format!(
                 "{resource_type}/{id}/_history/{version_id} not found"
             ))),
         }
+    }
+
+    /// For vread and instance history under a policy: the current version must be readable
+    /// (404 otherwise, also for a resource of another project) and allow `interaction` (403).
+    /// A deleted resource's old versions are judged by themselves.
+    async fn current_for(
+        &self,
+        ctx: &RequestContext,
+        resource_type: &str,
+        id: &str,
+        interaction: Interaction,
+    ) -> Result<(), RepoError> {
+        let not_found = || RepoError::NotFound(format!("{resource_type}/{id} not found"));
+        let current = match self.store.read(resource_type, id).await? {
+            Some(r) if r.project == ctx.project => r,
+            _ => return Err(not_found()),
+        };
+        if current.deleted {
+            return Ok(());
+        }
+        if !access::visible(ctx, &current, Interaction::Read)? {
+            return Err(not_found());
+        }
+        if !access::visible(ctx, &current, interaction)? {
+            return Err(RepoError::Forbidden);
+        }
+        Ok(())
     }
 
     pub async fn history(
@@ -176,16 +227,25 @@ impl Repository {
             HistoryScope::Instance(t, id) => {
                 Self::check_type(t)?;
                 Self::check_id(id)?;
-                // Existence and project come from the current row: a resource of another
-                // project has no history for this caller.
-                match self.store.read(t, id).await? {
-                    Some(r) if r.project == ctx.project => {}
-                    _ => return Err(RepoError::NotFound(format!("{t}/{id} not found"))),
+                access::require_type(ctx, t, Interaction::History)?;
+                if ctx.access.is_some() {
+                    self.current_for(ctx, t, id, Interaction::History).await?;
+                } else {
+                    // Existence and project come from the current row: a resource of another
+                    // project has no history for this caller.
+                    match self.store.read(t, id).await? {
+                        Some(r) if r.project == ctx.project => {}
+                        _ => return Err(RepoError::NotFound(format!("{t}/{id} not found"))),
+                    }
                 }
             }
-            HistoryScope::Type(t) => Self::check_type(t)?,
+            HistoryScope::Type(t) => {
+                Self::check_type(t)?;
+                access::require_type(ctx, t, Interaction::History)?;
+            }
             HistoryScope::System => {}
         }
+        let instance = matches!(scope, HistoryScope::Instance(..));
         let mut entries = self
             .store
             .history(HistoryQuery {
@@ -205,7 +265,41 @@ impl Repository {
         } else {
             None
         };
+        let entries = self.history_view(ctx, entries, instance)?;
         Ok(HistoryPage { entries, next })
+    }
+
+    /// The versions of a history page that the caller may see, hidden fields removed: each
+    /// version must itself satisfy the caller's criteria (a version written before the resource
+    /// came into the caller's view stays out of it). A deletion carries no content to judge; it
+    /// is shown in an instance's history, whose resource the caller may read, and elsewhere only
+    /// for a type the caller sees whole. The cursor still follows the unfiltered page, so a page
+    /// may hold fewer entries than asked.
+    fn history_view(
+        &self,
+        ctx: &RequestContext,
+        entries: Vec<StoredResource>,
+        instance: bool,
+    ) -> Result<Vec<StoredResource>, RepoError> {
+        let Some(access) = &ctx.access else {
+            return Ok(entries);
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            if !access.allows_type(&e.resource_type, Interaction::History) {
+                continue;
+            }
+            if e.deleted {
+                if instance || access.unconditional(&e.resource_type, Interaction::History) {
+                    out.push(e);
+                }
+                continue;
+            }
+            if access::visible(ctx, &e, Interaction::History)? {
+                out.push(access::shown(ctx, e));
+            }
+        }
+        Ok(out)
     }
 
     /// Runs one write interaction in its own transaction.
@@ -219,7 +313,7 @@ impl Repository {
         let outcome = outcomes
             .pop()
             .ok_or_else(|| RepoError::Conflict("the store returned no outcome".into()))?;
-        Ok(write::written(op.kind, outcome))
+        Ok(write::written(ctx, op.kind, outcome))
     }
 
     /// Processes a `batch` or `transaction` Bundle and returns the response Bundle.
@@ -242,7 +336,7 @@ fn visible(
     match found {
         Some(r) if r.project == ctx.project => {
             if r.deleted {
-                Err(RepoError::Gone(format!("{resource_type}/{id} was deleted")))
+                Err(access::gone(ctx.access.as_deref(), resource_type, id))
             } else {
                 Ok(r)
             }

@@ -6,7 +6,9 @@ use oxmed_fhir::search::parse::{ParseOptions, parse_search};
 use oxmed_fhir::search::{Clause, Condition, SearchRequest};
 use oxmed_store::SearchResult;
 
-use crate::{RepoError, Repository, RequestContext, truncate};
+use oxmed_access::Interaction;
+
+use crate::{RepoError, Repository, RequestContext, access, truncate};
 
 /// How the server wants searches parsed.
 #[derive(Debug, Clone)]
@@ -53,7 +55,33 @@ impl Repository {
                 }],
             });
         }
-        let result = self.store.search(&ctx.project, &request, None).await?;
+        let restriction = match &ctx.access {
+            Some(access) => {
+                // Every type named must be searchable (403 otherwise, spec §1.3); a system
+                // search without `_type` covers the types the restriction lists.
+                for t in &request.resource_types {
+                    access::require_type(ctx, t, Interaction::Search)?;
+                }
+                Some(access.restriction())
+            }
+            None => None,
+        };
+        let mut result = self
+            .store
+            .search(&ctx.project, &request, restriction.as_deref())
+            .await?;
+        if ctx.access.is_some() {
+            result.matches = result
+                .matches
+                .into_iter()
+                .map(|r| access::shown(ctx, r))
+                .collect();
+            result.included = result
+                .included
+                .into_iter()
+                .map(|r| access::shown(ctx, r))
+                .collect();
+        }
         Ok((request, result))
     }
 }

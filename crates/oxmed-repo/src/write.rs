@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use oxmed_access::{AccessControl, Interaction};
+use oxmed_fhir::definitions::Definitions;
 use oxmed_fhir::index::extract;
 use oxmed_fhir::operation_outcome::Issue;
 use oxmed_fhir::validation::validate;
@@ -15,7 +17,7 @@ use oxmed_store::{
 use serde_json::Value;
 
 use crate::meta::{Stamp, new_id, same_content, stamp, strip_server_meta};
-use crate::{RepoError, Repository, RequestContext, conditional, truncate};
+use crate::{RepoError, Repository, RequestContext, access, conditional, truncate};
 
 #[derive(Debug, Clone)]
 pub enum WriteRequest {
@@ -86,11 +88,12 @@ pub(crate) struct BundleLinks {
     pub assigned: Arc<HashMap<String, String>>,
 }
 
-pub(crate) fn written(kind: Kind, outcome: WriteOutcome) -> Written {
+/// The result of a write as the caller may see it: hidden fields removed from the version.
+pub(crate) fn written(ctx: &RequestContext, kind: Kind, outcome: WriteOutcome) -> Written {
     Written {
         created: outcome.created && outcome.written && kind != Kind::Delete,
         changed: outcome.written,
-        resource: outcome.resource,
+        resource: outcome.resource.map(|r| access::shown(ctx, r)),
     }
 }
 
@@ -120,7 +123,7 @@ fn check_body(resource: &Value, expected_type: Option<&str>) -> Result<String, R
             "resourceType",
         ));
     }
-    if !oxmed_fhir::definitions::Definitions::global().is_resource_type(rt) {
+    if !Definitions::global().is_resource_type(rt) {
         return Err(RepoError::invalid_at(
             format!("Unknown resource type: {}", truncate(rt)),
             "resourceType",
@@ -148,13 +151,25 @@ pub(crate) fn prepare(
 ) -> Result<Prepared, RepoError> {
     let project = ctx.project.clone();
     let author = ctx.author.clone();
+    let access = ctx.access.clone();
+    let restriction = access.as_ref().map(|a| a.restriction());
     match request {
         WriteRequest::Create {
             mut resource,
             if_none_exist,
         } => {
+            // The type check comes first: a caller learns nothing of the validation rules of a
+            // type it may not write.
+            if let Some(t) = resource.get("resourceType").and_then(Value::as_str)
+                && Definitions::global().is_resource_type(t)
+            {
+                access::require_type(ctx, t, Interaction::Create)?;
+            }
             let rt = check_body(&resource, None)?;
             strip_server_meta(&mut resource);
+            if let Some(a) = &access {
+                a.protect_fields(None, &mut resource, Interaction::Create);
+            }
             let id = links
                 .as_ref()
                 .and_then(|l| l.full_url.as_ref().and_then(|u| l.assigned.get(u)))
@@ -164,6 +179,7 @@ pub(crate) fn prepare(
                 Some(q) => Target::Search {
                     resource_type: rt.clone(),
                     clauses: conditional::clauses(&rt, q)?,
+                    restriction: restriction.clone(),
                 },
                 None => Target::New {
                     resource_type: rt.clone(),
@@ -185,7 +201,16 @@ pub(crate) fn prepare(
                 }
                 let mut resource = resource;
                 resolve_links(&mut resource, &rt, &id, state, &links)?;
-                let v = new_version(resource, &rt, &id, state, &project, author.as_deref())?;
+                let guard = Guard::new(access.as_deref(), None);
+                let v = new_version(
+                    resource,
+                    &rt,
+                    &id,
+                    state,
+                    &project,
+                    author.as_deref(),
+                    &guard,
+                )?;
                 Ok(Decision::Write(v))
             });
             Ok(Prepared {
@@ -201,6 +226,7 @@ pub(crate) fn prepare(
         } => {
             Repository::check_type(&resource_type)?;
             Repository::check_id(&id)?;
+            access::require_type(ctx, &resource_type, Interaction::Update)?;
             check_body(&resource, Some(&resource_type))?;
             match body_id(&resource) {
                 None => {
@@ -222,15 +248,17 @@ pub(crate) fn prepare(
             let op = WriteOp::new(target, move |lookup, state| {
                 let current = own(lookup, &project, &resource_type, &id)?;
                 check_if_match(if_match.as_deref(), current, &resource_type, &id)?;
+                let before = before_update(access.as_deref(), current)?;
                 update_decision(
                     resource,
-                    current,
+                    before,
                     &resource_type,
                     &id,
                     state,
                     &links,
                     &project,
                     author.as_deref(),
+                    access.as_deref(),
                 )
             });
             Ok(Prepared {
@@ -245,6 +273,7 @@ pub(crate) fn prepare(
             if_match,
         } => {
             Repository::check_type(&resource_type)?;
+            access::require_type(ctx, &resource_type, Interaction::Update)?;
             check_body(&resource, Some(&resource_type))?;
             let clauses = conditional::clauses(&resource_type, &query)?;
             let given_id = body_id(&resource).map(str::to_owned);
@@ -255,6 +284,7 @@ pub(crate) fn prepare(
             let target = Target::Search {
                 resource_type: resource_type.clone(),
                 clauses,
+                restriction: restriction.clone(),
             };
             let op = WriteOp::new(target, move |lookup, state| {
                 let (current, id) = match lookup {
@@ -275,15 +305,17 @@ pub(crate) fn prepare(
                     Lookup::None => (None, given_id.unwrap_or_else(new_id)),
                 };
                 check_if_match(if_match.as_deref(), current, &resource_type, &id)?;
+                let before = before_update(access.as_deref(), current)?;
                 update_decision(
                     resource,
-                    current,
+                    before,
                     &resource_type,
                     &id,
                     state,
                     &links,
                     &project,
                     author.as_deref(),
+                    access.as_deref(),
                 )
             });
             Ok(Prepared {
@@ -299,6 +331,7 @@ pub(crate) fn prepare(
         } => {
             Repository::check_type(&resource_type)?;
             Repository::check_id(&id)?;
+            access::require_type(ctx, &resource_type, Interaction::Update)?;
             let patch: json_patch::Patch = serde_json::from_value(patch)
                 .map_err(|e| RepoError::invalid(format!("Invalid JSON Patch: {e}")))?;
             let target = Target::Id {
@@ -307,15 +340,20 @@ pub(crate) fn prepare(
             };
             let op = WriteOp::new(target, move |lookup, state| {
                 let current = own(lookup, &project, &resource_type, &id)?;
-                let Some(c) = current.filter(|c| !c.deleted) else {
+                if current.is_none_or(|c| c.deleted) {
                     return Err(reject(match current {
-                        Some(_) => RepoError::Gone(format!("{resource_type}/{id} was deleted")),
+                        Some(_) => access::gone(access.as_deref(), &resource_type, &id),
                         None => RepoError::NotFound(format!("{resource_type}/{id} not found")),
                     }));
-                };
+                }
                 check_if_match(if_match.as_deref(), current, &resource_type, &id)?;
-                let mut resource: Value = serde_json::from_str(&c.content)
-                    .map_err(|e| reject(RepoError::Store(corrupt(e))))?;
+                let before = before_update(access.as_deref(), current)?;
+                // The patch applies to the resource as the caller sees it: a `test` of a hidden
+                // field must not tell its value (the hidden fields come back below).
+                let mut resource = before.clone().unwrap_or(Value::Null);
+                if let Some(a) = &access {
+                    a.hide_fields(&mut resource);
+                }
                 json_patch::patch(&mut resource, &patch)
                     .map_err(|e| reject(RepoError::invalid(format!("JSON Patch failed: {e}"))))?;
                 if resource.get("resourceType").and_then(Value::as_str)
@@ -330,13 +368,14 @@ pub(crate) fn prepare(
                 check_body(&resource, Some(&resource_type)).map_err(reject)?;
                 update_decision(
                     resource,
-                    current,
+                    before,
                     &resource_type,
                     &id,
                     state,
                     &links,
                     &project,
                     author.as_deref(),
+                    access.as_deref(),
                 )
             });
             Ok(Prepared {
@@ -347,6 +386,7 @@ pub(crate) fn prepare(
         WriteRequest::Delete { resource_type, id } => {
             Repository::check_type(&resource_type)?;
             Repository::check_id(&id)?;
+            access::require_type(ctx, &resource_type, Interaction::Delete)?;
             let target = Target::Id {
                 resource_type: resource_type.clone(),
                 id: id.clone(),
@@ -357,7 +397,10 @@ pub(crate) fn prepare(
                         "{resource_type}/{id} not found"
                     )))),
                     Some(c) if c.deleted => Ok(Decision::Keep),
-                    Some(_) => Ok(Decision::Write(deletion(&resource_type, &id, state))),
+                    Some(c) => {
+                        may_delete(access.as_deref(), c)?;
+                        Ok(Decision::Write(deletion(&resource_type, &id, state)))
+                    }
                 }
             });
             Ok(Prepared {
@@ -370,17 +413,22 @@ pub(crate) fn prepare(
             query,
         } => {
             Repository::check_type(&resource_type)?;
+            access::require_type(ctx, &resource_type, Interaction::Delete)?;
             let clauses = conditional::clauses(&resource_type, &query)?;
             let target = Target::Search {
                 resource_type: resource_type.clone(),
                 clauses,
+                restriction,
             };
             let op = WriteOp::new(target, move |lookup, state| match lookup {
                 Lookup::None => Ok(Decision::Keep),
                 Lookup::Many(n) => Err(reject(RepoError::PreconditionFailed(format!(
                     "Conditional delete matched {n} resources"
                 )))),
-                Lookup::One(c) => Ok(Decision::Write(deletion(&resource_type, &c.id, state))),
+                Lookup::One(c) => {
+                    may_delete(access.as_deref(), c)?;
+                    Ok(Decision::Write(deletion(&resource_type, &c.id, state)))
+                }
             });
             Ok(Prepared {
                 op,
@@ -430,27 +478,111 @@ fn check_if_match(
     }
 }
 
+/// The live current version of a resource, parsed, once the caller's policy has judged it for
+/// `interaction`: it must be readable (404: the caller does not learn it exists) and allow the
+/// interaction (403).
+fn judged(
+    access: Option<&AccessControl>,
+    current: &StoredResource,
+    interaction: Interaction,
+) -> Result<Value, BoxError> {
+    let value: Value =
+        serde_json::from_str(&current.content).map_err(|e| reject(RepoError::Store(corrupt(e))))?;
+    if let Some(a) = access {
+        if !a.can(&value, Interaction::Read) {
+            return Err(reject(RepoError::NotFound(format!(
+                "{}/{} not found",
+                current.resource_type, current.id
+            ))));
+        }
+        if !a.can(&value, interaction) {
+            return Err(reject(RepoError::Forbidden));
+        }
+    }
+    Ok(value)
+}
+
+/// The current version of a resource being updated, judged for update; `None` when there is
+/// none (an update that creates) or it is deleted.
+fn before_update(
+    access: Option<&AccessControl>,
+    current: Option<&StoredResource>,
+) -> Result<Option<Value>, BoxError> {
+    match current.filter(|c| !c.deleted) {
+        Some(c) => judged(access, c, Interaction::Update).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A delete of a live resource under the caller's policy: readable (404), deletable (403).
+fn may_delete(access: Option<&AccessControl>, current: &StoredResource) -> Result<(), BoxError> {
+    if access.is_some() {
+        judged(access, current, Interaction::Delete)?;
+    }
+    Ok(())
+}
+
+/// The after check of a write (spec §1.3 `isResourceWriteable`), run on the stamped version.
+pub(crate) struct Guard<'a> {
+    access: Option<&'a AccessControl>,
+    before: Option<&'a Value>,
+}
+
+impl<'a> Guard<'a> {
+    pub(crate) fn new(access: Option<&'a AccessControl>, before: Option<&'a Value>) -> Self {
+        Guard { access, before }
+    }
+
+    fn check(&self, after: &Value) -> Result<(), BoxError> {
+        let Some(a) = self.access else {
+            return Ok(());
+        };
+        let interaction = if self.before.is_some() {
+            Interaction::Update
+        } else {
+            Interaction::Create
+        };
+        if a.writable(self.before, after, interaction) {
+            Ok(())
+        } else {
+            Err(reject(RepoError::Forbidden))
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn update_decision(
     resource: Value,
-    current: Option<&StoredResource>,
+    before: Option<Value>,
     resource_type: &str,
     id: &str,
     state: &mut TxState,
     links: &Option<BundleLinks>,
     project: &str,
     author: Option<&str>,
+    access: Option<&AccessControl>,
 ) -> Result<Decision, BoxError> {
     let mut resource = resource;
     resolve_links(&mut resource, resource_type, id, state, links)?;
-    if let Some(c) = current.filter(|c| !c.deleted) {
-        let before: Value =
-            serde_json::from_str(&c.content).map_err(|e| reject(RepoError::Store(corrupt(e))))?;
-        if same_content(&before, &resource) {
-            return Ok(Decision::Keep);
+    if let Some(a) = access {
+        match &before {
+            Some(b) => a.protect_fields(Some(b), &mut resource, Interaction::Update),
+            // An update that creates is a create (spec §1.3).
+            None => {
+                if !a.allows_type(resource_type, Interaction::Create) {
+                    return Err(reject(RepoError::Forbidden));
+                }
+                a.protect_fields(None, &mut resource, Interaction::Create);
+            }
         }
     }
-    let v = new_version(resource, resource_type, id, state, project, author)?;
+    if let Some(b) = &before
+        && same_content(b, &resource)
+    {
+        return Ok(Decision::Keep);
+    }
+    let guard = Guard::new(access, before.as_ref());
+    let v = new_version(resource, resource_type, id, state, project, author, &guard)?;
     Ok(Decision::Write(v))
 }
 
@@ -481,6 +613,7 @@ fn new_version(
     state: &TxState,
     project: &str,
     author: Option<&str>,
+    guard: &Guard<'_>,
 ) -> Result<NewVersion, BoxError> {
     let version_id = new_id();
     stamp(
@@ -493,6 +626,7 @@ fn new_version(
             author,
         },
     );
+    guard.check(&resource)?;
     let index = extract(&resource);
     let unique = unique_keys(&resource);
     let content =

@@ -2,7 +2,9 @@ use std::collections::HashMap;
 
 use oxmed_fhir::index_value::IndexEntry;
 
-use oxmed_fhir::search::Clause;
+use std::sync::Arc;
+
+use oxmed_fhir::search::{Clause, Restriction};
 
 use crate::{BoxError, StoredResource};
 
@@ -17,6 +19,8 @@ pub enum Target {
     Search {
         resource_type: String,
         clauses: Vec<Clause>,
+        /// The caller's view: a condition never finds what the caller may not see.
+        restriction: Option<Arc<Restriction>>,
     },
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use common::*;
 use oxmed_fhir::search::{SearchRequest, Summary, Total};
 use oxmed_store::StoreError;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const P: &str = "project";
 
@@ -256,11 +256,14 @@ both!(
 );
 
 both!(paging_through_ties_of_the_sort_key, |db| async move {
-    // One transaction: most of these share their lastUpdated millisecond.
-    let patients = (0..60)
+    // Two instants for sixty resources: every sort key has ties.
+    let patients: Vec<Value> = (0..60)
         .map(|i| json!({"resourceType": "Patient", "id": format!("t{i:02}"), "gender": if i % 3 == 0 { "male" } else { "female" }}))
         .collect();
-    put_all(&db.store, P, patients).await;
+    let (first, second) = patients.split_at(30);
+    let at = 1_700_000_000_000_000;
+    put_all_tied(&db.store, P, first.to_vec(), at).await;
+    put_all_tied(&db.store, P, second.to_vec(), at + 1_000).await;
     let page = db
         .store
         .search(P, &sorted_request(&[], 100), None)

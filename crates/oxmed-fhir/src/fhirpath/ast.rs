@@ -40,6 +40,9 @@ pub(crate) enum Head {
     Resource,
     /// `%context`: the collection the whole expression started from.
     Context,
+    /// Any other `%name`: an external variable such as `%before` / `%after` of an AccessPolicy
+    /// write constraint, bound by the caller of `Expression::evaluate_with`.
+    Variable(String),
     Literal(Value),
     /// `{}`.
     Empty,
@@ -67,6 +70,7 @@ pub(crate) enum Function {
     Skip(usize),
     Take(usize),
     Not,
+    Count,
     HasValue,
     OfType(String),
     As(String),
@@ -78,6 +82,44 @@ pub(crate) enum Function {
         then: Box<Expr>,
         otherwise: Option<Box<Expr>>,
     },
+}
+
+impl Function {
+    fn collect_variables(&self, out: &mut Vec<String>) {
+        match self {
+            Function::Where(e) | Function::Select(e) | Function::All(e) => e.collect_variables(out),
+            Function::Exists(Some(e)) => e.collect_variables(out),
+            Function::Iif {
+                criterion,
+                then,
+                otherwise,
+            } => {
+                criterion.collect_variables(out);
+                then.collect_variables(out);
+                if let Some(otherwise) = otherwise {
+                    otherwise.collect_variables(out);
+                }
+            }
+            // Listed one by one so that a function added with an expression argument cannot
+            // hide a variable from `Expression::variables`.
+            Function::Exists(None)
+            | Function::Empty
+            | Function::First
+            | Function::Last
+            | Function::Tail
+            | Function::Single
+            | Function::Skip(_)
+            | Function::Take(_)
+            | Function::Not
+            | Function::Count
+            | Function::HasValue
+            | Function::OfType(_)
+            | Function::As(_)
+            | Function::Is(_)
+            | Function::Resolve
+            | Function::Extension(_) => {}
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +141,36 @@ pub(crate) enum BinOp {
 }
 
 impl Expr {
+    /// Appends the names of the external variables the expression uses, each once, in order of
+    /// first use.
+    pub(crate) fn collect_variables(&self, out: &mut Vec<String>) {
+        match self {
+            Expr::Term(term) => {
+                match &term.head {
+                    Head::Variable(name) if !out.iter().any(|n| n == name) => {
+                        out.push(name.clone());
+                    }
+                    Head::Paren(inner) => inner.collect_variables(out),
+                    _ => {}
+                }
+                for step in &term.steps {
+                    if let Step::Call(function) = step {
+                        function.collect_variables(out);
+                    }
+                }
+            }
+            Expr::Union(branches) => {
+                for branch in branches {
+                    branch.collect_variables(out);
+                }
+            }
+            Expr::Binary { left, right, .. } => {
+                left.collect_variables(out);
+                right.collect_variables(out);
+            }
+        }
+    }
+
     /// The resource type a branch starts from (`Observation` in `Observation.subject`), looking
     /// through parentheses. `None` when the branch does not start with a type name, so that the
     /// caller keeps it for every type.

@@ -5,15 +5,21 @@
 //! a boolean context), evaluation is lenient instead: search indexing must index what it can
 //! rather than fail a write.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde_json::Value;
 
 use super::ast::{BinOp, Expr, Function, Head, Step, Term};
+use super::temporal::{self, Temporal};
 use super::types::{choice_suffix_type, is_string_primitive, is_subtype};
 
 static TRUE: Value = Value::Bool(true);
 static FALSE: Value = Value::Bool(false);
+/// What the `value` field of a computed integer node points to; the number is in its kind.
+static COMPUTED: Value = Value::Null;
 
 /// One item of a FHIRPath collection: a reference to a JSON value plus what is known of its
 /// FHIR type.
@@ -35,6 +41,9 @@ enum Kind {
     /// Made by `resolve()` when the reference is not loaded: the node knows the target's type
     /// but has no members.
     Unresolved,
+    /// An integer computed by the expression (`count()`), held here rather than in a JSON value
+    /// so that evaluation needs nowhere to store it. Keeps `Node` at four words.
+    Integer(u32),
 }
 
 impl<'a> Node<'a> {
@@ -64,10 +73,39 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// An integer computed by the expression, such as the result of `count()`. A collection
+    /// cannot have more than `u32::MAX` items in memory, so the count saturates there only in
+    /// theory.
+    fn integer(n: usize) -> Node<'static> {
+        Node {
+            value: &COMPUTED,
+            type_hint: Some("integer"),
+            kind: Kind::Integer(u32::try_from(n).unwrap_or(u32::MAX)),
+        }
+    }
+
     /// The JSON value. For the result of `resolve()` on a reference that could not be loaded,
-    /// this is the `Reference` itself.
+    /// this is the `Reference` itself; for a number the expression computed (`count()`), a JSON
+    /// number.
     pub fn value(&self) -> &'a Value {
-        self.value
+        match self.kind {
+            Kind::Integer(n) => interned_integer(n),
+            _ => self.value,
+        }
+    }
+
+    /// The value for comparisons inside the evaluator: unlike [`Node::value`] it never needs the
+    /// shared table of computed numbers.
+    fn item(&self) -> Cow<'a, Value> {
+        match self.kind {
+            Kind::Integer(n) => Cow::Owned(Value::from(n)),
+            _ => Cow::Borrowed(self.value),
+        }
+    }
+
+    /// Whether the node is the boolean `true` (a computed integer's `value` is null).
+    pub(crate) fn is_true(&self) -> bool {
+        matches!(self.value, Value::Bool(true))
     }
 
     /// The type known without inspecting the value: from the choice-element key the node was
@@ -102,6 +140,7 @@ impl<'a> Node<'a> {
     fn is_resource(&self) -> bool {
         match self.kind {
             Kind::Resource | Kind::Unresolved => true,
+            Kind::Integer(_) => false,
             // A resource met along a path (`contained`, `Bundle.entry.resource`).
             Kind::Element => self.type_hint.is_none() && self.value.get("resourceType").is_some(),
         }
@@ -130,19 +169,45 @@ impl<'a> Node<'a> {
     }
 }
 
+/// The JSON value of a computed integer, for [`Node::value`]. Numbers up to 255 come from a
+/// table filled once; a larger one is allocated the first time a caller asks for it and kept, so
+/// the memory held is bounded by the distinct counts callers have looked at.
+fn interned_integer(n: u32) -> &'static Value {
+    static SMALL: OnceLock<Box<[Value]>> = OnceLock::new();
+    static LARGE: Mutex<BTreeMap<u32, &'static Value>> = Mutex::new(BTreeMap::new());
+    let small = SMALL.get_or_init(|| (0..=255u32).map(Value::from).collect());
+    if let Some(value) = small.get(n as usize) {
+        return value;
+    }
+    let mut large = LARGE.lock().unwrap_or_else(PoisonError::into_inner);
+    large
+        .entry(n)
+        .or_insert_with(|| Box::leak(Box::new(Value::from(n))))
+}
+
+/// The bindings of external variables (`%before`, `%after`): a name, and its value or `None`
+/// for the empty collection.
+pub(crate) type Bindings<'v, 'a> = [(&'v str, Option<&'a Value>)];
+
 /// What every step of one evaluation can see besides its input.
 struct Env<'a, 'c> {
     resource: &'a Value,
     context: &'c [Node<'a>],
+    vars: &'c Bindings<'c, 'a>,
 }
 
 pub(crate) fn evaluate<'a>(
     expr: &'a Expr,
     context: &[Node<'a>],
     resource: &'a Value,
+    vars: &Bindings<'_, 'a>,
     out: &mut Vec<Node<'a>>,
 ) {
-    let env = Env { resource, context };
+    let env = Env {
+        resource,
+        context,
+        vars,
+    };
     eval(expr, context, &env, out);
 }
 
@@ -240,6 +305,20 @@ fn eval_head<'a>(head: &'a Head, focus: &[Node<'a>], env: &Env<'a, '_>, out: &mu
         Head::TypeFilter(name) => out.extend(focus.iter().filter(|n| n.is_type(name)).copied()),
         Head::Resource => out.push(Node::new(env.resource)),
         Head::Context => out.extend_from_slice(env.context),
+        Head::Variable(name) => {
+            // Callers check beforehand that every variable is bound (see `Expression`), so an
+            // unbound one cannot be met here; `None` binds the empty collection.
+            let bound = env.vars.iter().find(|(n, _)| *n == name.as_str());
+            if let Some(&(_, Some(value))) = bound {
+                match value {
+                    Value::Null => {}
+                    Value::Array(items) => {
+                        out.extend(items.iter().filter(|v| !v.is_null()).map(Node::new));
+                    }
+                    other => out.push(Node::new(other)),
+                }
+            }
+        }
         Head::Literal(value) => out.push(Node::new(value)),
         Head::Empty => {}
         Head::Paren(inner) => eval(inner, focus, env, out),
@@ -356,9 +435,11 @@ fn call<'a>(
                 out.push(bool_node(!b));
             }
         }
+        Function::Count => out.push(Node::integer(input.len())),
         Function::HasValue => {
-            let has = matches!(input, [n] if n.kind != Kind::Unresolved
-                && matches!(n.value, Value::String(_) | Value::Number(_) | Value::Bool(_)));
+            let has = matches!(input, [n] if matches!(n.kind, Kind::Integer(_))
+                || (n.kind != Kind::Unresolved
+                    && matches!(n.value, Value::String(_) | Value::Number(_) | Value::Bool(_))));
             out.push(bool_node(has));
         }
         Function::OfType(type_name) | Function::As(type_name) => {
@@ -530,15 +611,14 @@ fn eval_binary<'a>(
             if l.is_empty() || r.is_empty() {
                 return None;
             }
-            let equal =
-                l.len() == r.len() && l.iter().zip(&r).all(|(a, b)| json_equal(a.value, b.value));
+            let equal = collections_equal(&l, &r)?;
             Some(equal == (op == BinOp::Eq))
         }
         BinOp::Equiv | BinOp::NotEquiv => {
             let (l, r) = (operand(left), operand(right));
             let equivalent = l.len() == r.len()
                 && l.iter()
-                    .all(|a| r.iter().any(|b| json_equivalent(a.value, b.value)));
+                    .all(|a| r.iter().any(|b| json_equivalent(&a.item(), &b.item())));
             Some(equivalent == (op == BinOp::Equiv))
         }
         BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
@@ -546,7 +626,7 @@ fn eval_binary<'a>(
             let ([a], [b]) = (l.as_slice(), r.as_slice()) else {
                 return None;
             };
-            let ordering = compare(a.value, b.value)?;
+            let ordering = compare(&a.item(), &b.item())?;
             Some(match op {
                 BinOp::Lt => ordering.is_lt(),
                 BinOp::Le => ordering.is_le(),
@@ -559,15 +639,53 @@ fn eval_binary<'a>(
             let (item, collection) = if op == BinOp::In { (l, r) } else { (r, l) };
             match item.as_slice() {
                 [] => None,
-                [single] => Some(collection.iter().any(|c| json_equal(single.value, c.value))),
+                [single] => Some(
+                    collection
+                        .iter()
+                        .any(|c| item_equal(single, c) == Some(true)),
+                ),
                 _ => None,
             }
         }
     }
 }
 
-/// FHIRPath `=` on two items: numbers compare by value (`1` equals `1.0`), other values
-/// structurally.
+/// FHIRPath `=` on two non-empty collections: equal when they have the same length and equal
+/// items in the same order; unknown (`None`) when no pair differs but some pair cannot be
+/// decided.
+fn collections_equal(l: &[Node<'_>], r: &[Node<'_>]) -> Option<bool> {
+    if l.len() != r.len() {
+        return Some(false);
+    }
+    let mut equal = Some(true);
+    for (a, b) in l.iter().zip(r) {
+        match item_equal(a, b) {
+            Some(true) => {}
+            Some(false) => return Some(false),
+            None => equal = None,
+        }
+    }
+    equal
+}
+
+/// FHIRPath `=` on two items. Two different strings that both read as dates (or as times) are
+/// compared as such, so that `2020-01-01T10:00:00Z` equals `2020-01-01T11:00:00+01:00` and a
+/// date equal to a dateTime up to the date's precision is unknown (`None`). Everything else,
+/// complex values included, is [`json_equal`].
+fn item_equal(a: &Node<'_>, b: &Node<'_>) -> Option<bool> {
+    let (a, b) = (a.item(), b.item());
+    if let (Value::String(x), Value::String(y)) = (a.as_ref(), b.as_ref())
+        && x != y
+        && let (Some(x), Some(y)) = (Temporal::parse(x), Temporal::parse(y))
+    {
+        return temporal::compare(x, y).map(Ordering::is_eq);
+    }
+    Some(json_equal(&a, &b))
+}
+
+/// FHIRPath `=` on two items as deep equality: numbers compare by value (`1` equals `1.0`),
+/// strings and booleans exactly, objects by their keys and values (in any key order), arrays
+/// item by item in order.
 fn json_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
@@ -602,11 +720,19 @@ fn json_equivalent(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+/// FHIRPath `<` and friends on two items: numbers by value, two strings that both read as
+/// dates (or both as times) by [`temporal::compare`] (unknown when their precisions differ),
+/// other strings by their characters' code points. Anything else is not comparable.
+fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
-        // Dates and times of equal precision order like their ISO 8601 text.
-        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => Some(x.cmp(&y)),
+            _ => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        },
+        (Value::String(x), Value::String(y)) => match (Temporal::parse(x), Temporal::parse(y)) {
+            (Some(x), Some(y)) => temporal::compare(x, y),
+            _ => Some(x.cmp(y)),
+        },
         _ => None,
     }
 }

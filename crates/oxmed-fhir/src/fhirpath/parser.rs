@@ -2,7 +2,7 @@
 //! (lowest first): `implies`; `or` `xor`; `and`; `in` `contains`; `=` `~` `!=` `!~`;
 //! `<` `>` `<=` `>=`; `|`; `is` `as`; `+` `-` `&`; `*` `/` `div` `mod`; unary; invocation.
 //! Arithmetic is recognised and refused: the evaluator hands out references into the resource
-//! and has nowhere to put computed values.
+//! and computes no values beyond booleans and `count()`.
 
 use std::sync::Arc;
 
@@ -325,16 +325,7 @@ impl<'s> Parser<'s> {
                 self.expect(Token::RParen, "`)`")?;
                 Head::Paren(Box::new(inner))
             }
-            Token::Constant(name) => match name.as_ref() {
-                "resource" | "rootResource" => Head::Resource,
-                "context" => Head::Context,
-                _ => {
-                    return Err(ParseError::Unsupported {
-                        what: format!("external constant %{name}"),
-                        pos,
-                    });
-                }
-            },
+            Token::Constant(name) => constant(name.as_ref()),
             Token::Special(name) => match name {
                 "this" => Head::This,
                 _ => {
@@ -483,6 +474,7 @@ fn build_function(name: &str, args: Vec<Expr>, pos: usize) -> Result<Function, P
         ("tail", 0) => Function::Tail,
         ("single", 0) => Function::Single,
         ("not", 0) => Function::Not,
+        ("count", 0) => Function::Count,
         ("hasValue", 0) => Function::HasValue,
         ("resolve", 0) => Function::Resolve,
         ("iif", 2 | 3) => {
@@ -498,7 +490,11 @@ fn build_function(name: &str, args: Vec<Expr>, pos: usize) -> Result<Function, P
         ("where" | "select" | "all", _) => return Err(arity("1")),
         ("exists", _) => return Err(arity("0 or 1")),
         ("iif", _) => return Err(arity("2 or 3")),
-        ("empty" | "first" | "last" | "tail" | "single" | "not" | "hasValue" | "resolve", _) => {
+        (
+            "empty" | "first" | "last" | "tail" | "single" | "not" | "count" | "hasValue"
+            | "resolve",
+            _,
+        ) => {
             return Err(arity("0"));
         }
         _ => {
@@ -509,6 +505,28 @@ fn build_function(name: &str, args: Vec<Expr>, pos: usize) -> Result<Function, P
         }
     };
     Ok(function)
+}
+
+/// `%name`: the constants of the FHIRPath and FHIR specifications, else an external variable
+/// whose value the caller binds (`%before`, `%after`).
+fn constant(name: &str) -> Head {
+    let url = |u: String| Head::Literal(Value::String(u));
+    match name {
+        "resource" | "rootResource" => Head::Resource,
+        "context" => Head::Context,
+        "ucum" => url("http://unitsofmeasure.org".into()),
+        "sct" => url("http://snomed.info/sct".into()),
+        "loinc" => url("http://loinc.org".into()),
+        _ => {
+            if let Some(vs) = name.strip_prefix("vs-") {
+                url(format!("http://hl7.org/fhir/ValueSet/{vs}"))
+            } else if let Some(ext) = name.strip_prefix("ext-") {
+                url(format!("http://hl7.org/fhir/StructureDefinition/{ext}"))
+            } else {
+                Head::Variable(name.to_string())
+            }
+        }
+    }
 }
 
 fn number_literal(text: &str, pos: usize) -> Result<Value, ParseError> {

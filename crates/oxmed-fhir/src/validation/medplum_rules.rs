@@ -47,7 +47,34 @@ fn criteria_ok(resource_type: &str, criteria: &str) -> bool {
     })
 }
 
+/// An IP rule value: `*`, an address prefix (Medplum), or a CIDR block (`10.0.0.0/8`,
+/// `2001:db8::/32`) whose prefix length fits its address family.
+fn ip_rule_value_ok(value: &str) -> bool {
+    let Some((addr, bits)) = value.split_once('/') else {
+        return !value.trim().is_empty();
+    };
+    let Ok(bits) = bits.parse::<u8>() else {
+        return false;
+    };
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => bits <= 32,
+        Ok(std::net::IpAddr::V6(_)) => bits <= 128,
+        Err(_) => false,
+    }
+}
+
 fn access_policy(resource: &Value, issues: &mut Vec<ValidationIssue>) {
+    if let Some(rules) = resource["ipAccessRule"].as_array() {
+        for (i, rule) in rules.iter().enumerate() {
+            if !rule["value"].as_str().is_some_and(ip_rule_value_ok) {
+                issues.push(ValidationIssue {
+                    path: format!("AccessPolicy.ipAccessRule[{i}].value"),
+                    message: "an IP rule value is *, an address prefix such as 10.1. or a CIDR block such as 10.0.0.0/8".into(),
+                    code: IssueCode::Value,
+                });
+            }
+        }
+    }
     let Some(entries) = resource["resource"].as_array() else {
         return;
     };
@@ -105,6 +132,23 @@ pub(crate) fn check(resource: &Value, issues: &mut Vec<ValidationIssue>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn ip_rule_values() {
+        for ok in ["*", "8.8.", "10.0.0.0/8", "2001:db8::/32", "192.168.1.7"] {
+            assert!(ip_rule_value_ok(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "10.0.0/8",
+            "x/8",
+            "2001:db8::/129",
+            "10.0.0.0/",
+        ] {
+            assert!(!ip_rule_value_ok(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn access_policy_criteria_axp_3() {

@@ -110,6 +110,16 @@ pub(crate) async fn authenticate(
         .and_then(|v| v.to_str().ok());
     match state.auth.authenticate(header).await {
         Ok(caller) => {
+            // Beyond Medplum, the IP rules hold on every request (spec §9), so a token taken
+            // elsewhere does not work from a blocked address.
+            let addr = req
+                .extensions()
+                .get::<crate::middleware::ClientAddr>()
+                .map(|a| a.0)
+                .filter(|a| !a.is_unspecified());
+            if !oxmed_auth::access::ip_allowed(&caller.access, addr) {
+                return crate::error::auth_outcome(&oxmed_auth::AuthFailure::Forbidden);
+            }
             req.extensions_mut().insert(caller);
             next.run(req).await
         }

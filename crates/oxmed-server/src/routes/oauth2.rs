@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::auth_outcome;
+use crate::middleware::ClientAddr;
 
 /// JSON that must not be cached (RFC 6749 §5.1).
 fn no_store(status: StatusCode, body: &Value) -> Response {
@@ -77,7 +78,12 @@ pub fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str
 }
 
 /// `POST /oauth2/token`: form-encoded only (spec §3.1: otherwise a plain-text 400).
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn token(
+    State(state): State<AppState>,
+    client_addr: Option<Extension<ClientAddr>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !is_form(&headers) {
         return (StatusCode::BAD_REQUEST, "Unsupported content type").into_response();
     }
@@ -85,7 +91,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
     let request = TokenRequest {
         form: &form,
         authorization: header_text(&headers, header::AUTHORIZATION),
-        remote_address: None,
+        remote_address: client_addr.map(|Extension(a)| a.0.to_string()),
         user_agent: header_text(&headers, header::USER_AGENT).map(str::to_owned),
     };
     match state.auth.token(&request).await {

@@ -385,6 +385,7 @@ async fn lookup(
         Target::Search {
             resource_type,
             clauses,
+            restriction,
         } => {
             // Row locks cannot stop a concurrent conditional create from inserting the match
             // this one did not find; a lock per project and type serializes them.
@@ -393,8 +394,13 @@ async fn lookup(
                 &[&format!("{project}/{resource_type}")],
             )
             .await?;
-            let statement =
-                crate::search::conditional(Dialect::Postgres, key, resource_type, clauses)?;
+            let statement = crate::search::conditional(
+                Dialect::Postgres,
+                key,
+                resource_type,
+                clauses,
+                restriction.as_deref(),
+            )?;
             let rows = query_typed(Conn::Tx(tx), &statement).await?;
             let mut found = rows.iter().map(with_rid).collect::<Result<Vec<_>, _>>()?;
             match found.len() {

@@ -297,8 +297,9 @@ pub(crate) fn conditional(
     project_key: i64,
     resource_type: &str,
     clauses: &[Clause],
+    restriction: Option<&Restriction>,
 ) -> Result<Statement, StoreError> {
-    let mut compiler = Compiler::new(dialect, Some(project_key), None);
+    let mut compiler = Compiler::new(dialect, Some(project_key), restriction);
     let filter = compiler.filter(&Scope::One(resource_type.to_owned()), clauses)?;
     let mut render = Render::new(dialect, compiler.project());
     let (filter, _) = render.conjunction(&filter, "r", Mode::Drive);

@@ -214,9 +214,15 @@ fn run_ops(
             Target::Search {
                 resource_type,
                 clauses,
+                restriction,
             } => {
-                let statement =
-                    crate::search::conditional(Dialect::Sqlite, key, resource_type, clauses)?;
+                let statement = crate::search::conditional(
+                    Dialect::Sqlite,
+                    key,
+                    resource_type,
+                    clauses,
+                    restriction.as_deref(),
+                )?;
                 let mut found = query_with_rid(conn, &statement.sql, &statement.params)?;
                 match found.len() {
                     0 => Found::None,

@@ -168,6 +168,16 @@ pub async fn put(store: &Store, project: &str, resource: Value) -> String {
 
 /// Creates many resources (new ids), a few hundred per transaction.
 pub async fn put_all(store: &Store, project: &str, resources: Vec<Value>) {
+    put_all_stamped(store, project, resources, None).await
+}
+
+/// Like [`put_all`], every resource stamped with the same `lastUpdated` (microseconds), so that a
+/// test of ties does not depend on how fast the machine writes.
+pub async fn put_all_tied(store: &Store, project: &str, resources: Vec<Value>, at: i64) {
+    put_all_stamped(store, project, resources, Some(at)).await
+}
+
+async fn put_all_stamped(store: &Store, project: &str, resources: Vec<Value>, at: Option<i64>) {
     let mut ops = Vec::new();
     for resource in resources {
         let resource_type = resource["resourceType"].as_str().unwrap().to_owned();
@@ -178,16 +188,17 @@ pub async fn put_all(store: &Store, project: &str, resources: Vec<Value>) {
                 id: id.clone(),
             },
             move |_, state| {
+                let now = at.unwrap_or(state.now);
                 let mut resource = resource;
                 resource["meta"] = json!({
                     "versionId": "1",
-                    "lastUpdated": format_instant(state.now),
+                    "lastUpdated": format_instant(now),
                 });
                 Ok(Decision::Write(NewVersion {
                     resource_type,
                     id,
                     version_id: "1".into(),
-                    last_updated: state.now,
+                    last_updated: now,
                     deleted: false,
                     content: resource.to_string(),
                     index: oxmed_fhir::index::extract(&resource),

@@ -1,0 +1,531 @@
+//! The effective policy ready for requests: criteria parsed once per type, the search
+//! restriction built once, and the decisions of spec §1.2–§1.3 — may this caller do this to this
+//! type, which entry does a resource satisfy, which fields does it hide or keep read-only, does a
+//! write hold under its constraints.
+//!
+//! Fail closed: a criteria that does not parse, names another type or needs other resources to
+//! decide (a chain, `_has`) matches nothing, and a write constraint that does not parse or names
+//! a variable other than `%before`, `%after` and `%resource` never holds.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use oxmed_fhir::definitions::Definitions;
+use oxmed_fhir::fhirpath::{self, Expression};
+use oxmed_fhir::search::matching::matches;
+use oxmed_fhir::search::parse::parse_criteria;
+use oxmed_fhir::search::{Clause, Restriction};
+use serde_json::Value;
+
+use crate::effective::EffectivePolicy;
+use crate::fields;
+use crate::interaction::{Interaction, PROJECT_ADMIN_TYPES, PROTECTED_TYPES};
+use crate::policy::ResourceEntry;
+
+/// What an entry's criteria let through.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Criteria {
+    /// No criteria: every resource of the type.
+    All,
+    /// The resources that satisfy every clause.
+    Clauses(Vec<Clause>),
+    /// A criteria that cannot be used: nothing.
+    Never(String),
+}
+
+/// One entry of the policy as it applies to one type.
+#[derive(Debug)]
+pub struct Rule {
+    /// Position in the effective policy's `resource` list.
+    pub index: usize,
+    pub entry: ResourceEntry,
+    pub criteria: Criteria,
+    /// Parsed write constraints; `None` when one of them cannot be used (no write holds).
+    constraints: Option<Vec<Expression>>,
+}
+
+impl Rule {
+    /// Whether `resource` satisfies the criteria (Binary: always, spec §1.2).
+    pub fn admits(&self, resource: &Value) -> bool {
+        if self.entry.resource_type == "Binary"
+            || resource.get("resourceType").and_then(Value::as_str) == Some("Binary")
+        {
+            return true;
+        }
+        match &self.criteria {
+            Criteria::All => true,
+            Criteria::Never(_) => false,
+            Criteria::Clauses(clauses) => matches(resource, clauses).unwrap_or(false),
+        }
+    }
+
+    /// Whether every write constraint evaluates to exactly `true`.
+    pub fn constraints_hold(&self, before: Option<&Value>, after: &Value) -> bool {
+        let Some(constraints) = &self.constraints else {
+            return false;
+        };
+        constraints.iter().all(|c| {
+            let vars = [("before", before), ("after", Some(after))];
+            fhirpath::is_true(&c.evaluate_with(after, &vars))
+        })
+    }
+}
+
+/// The entries that apply to one type, in policy order.
+#[derive(Debug, Default)]
+pub struct TypeRules {
+    pub rules: Vec<Rule>,
+    /// Some entry of the type hides a field: results must be looked at.
+    hides: bool,
+}
+
+#[derive(Debug)]
+pub struct AccessControl {
+    policy: EffectivePolicy,
+    super_admin: bool,
+    project_admin: bool,
+    rules: RwLock<HashMap<String, Arc<TypeRules>>>,
+    restriction: OnceLock<Arc<Restriction>>,
+}
+
+/// The variables a write constraint may name.
+const CONSTRAINT_VARIABLES: [&str; 2] = ["before", "after"];
+
+fn criteria_of(entry: &ResourceEntry, resource_type: &str) -> Criteria {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(c) = &entry.criteria {
+        let query = if entry.resource_type == "*" {
+            c.strip_prefix("*?")
+        } else {
+            c.strip_prefix(resource_type)
+                .and_then(|rest| rest.strip_prefix('?'))
+        };
+        match query {
+            Some(q) if !q.is_empty() => parts.push(q.to_owned()),
+            Some(_) => {}
+            None => {
+                return Criteria::Never(format!(
+                    "criteria {c:?} is not a search of {}",
+                    entry.resource_type
+                ));
+            }
+        }
+    }
+    // The deprecated per-entry compartment: the resource's meta.compartment must hold it.
+    if let Some(compartment) = &entry.compartment {
+        let encoded: String = form_urlencoded::byte_serialize(compartment.as_bytes()).collect();
+        parts.push(format!("_compartment={encoded}"));
+    }
+    if parts.is_empty() {
+        return Criteria::All;
+    }
+    match parse_criteria(&format!("{resource_type}?{}", parts.join("&"))) {
+        Ok((_, clauses)) if clauses.is_empty() => Criteria::All,
+        Ok((_, clauses)) => {
+            // What cannot be decided on the resource alone cannot be a criteria (axp-3 refuses
+            // chains and `_has` on write; an older stored policy may still hold one).
+            let stub = serde_json::json!({ "resourceType": resource_type });
+            match matches(&stub, &clauses) {
+                Err(e) => Criteria::Never(e.to_string()),
+                Ok(_) => Criteria::Clauses(clauses),
+            }
+        }
+        Err(e) => Criteria::Never(e.message),
+    }
+}
+
+fn constraints_of(entry: &ResourceEntry) -> Option<Vec<Expression>> {
+    entry
+        .write_constraint
+        .iter()
+        .map(|source| {
+            let e = Expression::parse(source).ok()?;
+            e.variables()
+                .iter()
+                .all(|v| CONSTRAINT_VARIABLES.contains(&v.as_str()))
+                .then_some(e)
+        })
+        .collect()
+}
+
+impl AccessControl {
+    pub fn new(policy: EffectivePolicy, super_admin: bool, project_admin: bool) -> AccessControl {
+        AccessControl {
+            policy,
+            super_admin,
+            project_admin,
+            rules: RwLock::new(HashMap::new()),
+            restriction: OnceLock::new(),
+        }
+    }
+
+    pub fn policy(&self) -> &EffectivePolicy {
+        &self.policy
+    }
+
+    pub fn is_super_admin(&self) -> bool {
+        self.super_admin
+    }
+
+    pub fn is_project_admin(&self) -> bool {
+        self.project_admin
+    }
+
+    /// The type-level check of spec §1.3 (`supportsInteraction`): protected types are for super
+    /// admins only; otherwise some entry must shallow-match.
+    pub fn allows_type(&self, resource_type: &str, interaction: Interaction) -> bool {
+        if PROTECTED_TYPES.contains(&resource_type) && !self.super_admin {
+            return false;
+        }
+        self.policy
+            .resource
+            .iter()
+            .any(|e| e.allows(resource_type, interaction))
+    }
+
+    /// The entries that apply to `resource_type`, criteria parsed (cached).
+    pub fn rules(&self, resource_type: &str) -> Arc<TypeRules> {
+        if let Some(r) = self
+            .rules
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(resource_type)
+        {
+            return r.clone();
+        }
+        let mut rules = Vec::new();
+        for (index, entry) in self.policy.resource.iter().enumerate() {
+            let applies = entry.resource_type == resource_type
+                || (entry.resource_type == "*" && !PROJECT_ADMIN_TYPES.contains(&resource_type));
+            if !applies {
+                continue;
+            }
+            rules.push(Rule {
+                index,
+                entry: entry.clone(),
+                criteria: criteria_of(entry, resource_type),
+                constraints: constraints_of(entry),
+            });
+        }
+        let hides = rules.iter().any(|r| !r.entry.hidden_fields.is_empty());
+        let built = Arc::new(TypeRules { rules, hides });
+        let mut map = self.rules.write().unwrap_or_else(|e| e.into_inner());
+        // Types are a closed set of names, but a caller picks them: bound the map anyway.
+        if map.len() > 1024 {
+            map.clear();
+        }
+        map.insert(resource_type.to_owned(), built.clone());
+        built
+    }
+
+    /// What searches may see (spec §1.3 "Search"), for every type: for each type the criteria
+    /// of the entries that allow `search` on it, OR-ed; a type no entry allows is absent (nothing
+    /// of it is seen, also through includes, chains and `_has`). Beyond Medplum, entries that do
+    /// not allow search (a create-only entry) widen nothing.
+    pub fn restriction(&self) -> Arc<Restriction> {
+        self.restriction
+            .get_or_init(|| {
+                let mut types = HashMap::new();
+                for t in Definitions::global().resource_types() {
+                    if let Some(alternatives) = self.alternatives(t, Interaction::Search) {
+                        types.insert(t.to_owned(), alternatives);
+                    }
+                }
+                Arc::new(Restriction { types })
+            })
+            .clone()
+    }
+
+    /// The criteria of the entries that allow `interaction` on `resource_type` as alternative
+    /// clause lists; `None` when nothing of the type may be seen.
+    pub fn alternatives(
+        &self,
+        resource_type: &str,
+        interaction: Interaction,
+    ) -> Option<Vec<Vec<Clause>>> {
+        if !self.allows_type(resource_type, interaction) {
+            return None;
+        }
+        let rules = self.rules(resource_type);
+        let mut any = Vec::new();
+        for rule in &rules.rules {
+            if !rule.entry.allows(resource_type, interaction) {
+                continue;
+            }
+            match &rule.criteria {
+                // Binary is never filtered by criteria (spec §1.3).
+                _ if resource_type == "Binary" => return Some(vec![Vec::new()]),
+                Criteria::All => return Some(vec![Vec::new()]),
+                Criteria::Clauses(c) => any.push(c.clone()),
+                Criteria::Never(_) => {}
+            }
+        }
+        (!any.is_empty()).then_some(any)
+    }
+
+    /// The first entry that allows `interaction` and whose criteria `resource` satisfies
+    /// (`satisfiedAccessPolicy`).
+    pub fn satisfied(
+        &self,
+        resource: &Value,
+        interaction: Interaction,
+    ) -> Option<(Arc<TypeRules>, usize)> {
+        let resource_type = resource.get("resourceType").and_then(Value::as_str)?;
+        if PROTECTED_TYPES.contains(&resource_type) && !self.super_admin {
+            return None;
+        }
+        let rules = self.rules(resource_type);
+        let at = rules
+            .rules
+            .iter()
+            .position(|r| r.entry.allows(resource_type, interaction) && r.admits(resource))?;
+        Some((rules, at))
+    }
+
+    /// Whether every resource of the type may undergo `interaction`, whatever its content: the
+    /// first entry that allows it has no criteria. Lets reads skip parsing the resource.
+    pub fn unconditional(&self, resource_type: &str, interaction: Interaction) -> bool {
+        if !self.allows_type(resource_type, interaction) {
+            return false;
+        }
+        if resource_type == "Binary" {
+            return true;
+        }
+        self.rules(resource_type)
+            .rules
+            .iter()
+            .find(|r| r.entry.allows(resource_type, interaction))
+            .is_some_and(|r| r.criteria == Criteria::All)
+    }
+
+    /// Whether `interaction` may be done to this resource (`canPerformInteraction`).
+    pub fn can(&self, resource: &Value, interaction: Interaction) -> bool {
+        self.satisfied(resource, interaction).is_some()
+    }
+
+    /// Whether some entry of the type hides a field, so that read results must be filtered.
+    pub fn hides_fields(&self, resource_type: &str) -> bool {
+        self.rules(resource_type).hides
+    }
+
+    /// Removes the fields hidden from the reader: those of the first entry the resource
+    /// satisfies for `read`, or, when it satisfies none (an include that only a search entry
+    /// lets through), those of every entry of its type. Returns whether anything was removed.
+    pub fn hide_fields(&self, resource: &mut Value) -> bool {
+        let Some(resource_type) = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            return false;
+        };
+        let rules = self.rules(&resource_type);
+        if !rules.hides {
+            return false;
+        }
+        let paths: Vec<String> = match self.satisfied(resource, Interaction::Read) {
+            Some((rules, at)) => rules.rules[at].entry.hidden_fields.clone(),
+            None => rules
+                .rules
+                .iter()
+                .flat_map(|r| r.entry.hidden_fields.iter().cloned())
+                .collect(),
+        };
+        let mut removed = false;
+        for p in &paths {
+            removed |= fields::remove_path(resource, p);
+        }
+        removed
+    }
+
+    /// A write's input with what it may not set put back (spec §1.3): the read-only and hidden
+    /// fields of the entry that `original` satisfies for `interaction`, and the fields hidden
+    /// from the writer when reading it (it never saw them, so their absence is no wish to
+    /// remove them), are restored from it, or, on create (no original), removed.
+    pub fn protect_fields(
+        &self,
+        original: Option<&Value>,
+        input: &mut Value,
+        interaction: Interaction,
+    ) {
+        let basis = original.unwrap_or(input);
+        let mut paths: Vec<String> = match self.satisfied(basis, interaction) {
+            Some((rules, at)) => {
+                let e = &rules.rules[at].entry;
+                e.readonly_fields
+                    .iter()
+                    .chain(e.hidden_fields.iter())
+                    .cloned()
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        if let Some(o) = original
+            && let Some((rules, at)) = self.satisfied(o, Interaction::Read)
+        {
+            paths.extend(rules.rules[at].entry.hidden_fields.iter().cloned());
+        }
+        for p in &paths {
+            match original {
+                Some(o) => fields::restore_path(o, input, p),
+                None => {
+                    fields::remove_path(input, p);
+                }
+            }
+        }
+    }
+
+    /// The after check of a write (`isResourceWriteable`): the first entry the new content
+    /// satisfies for `interaction` exists and all its write constraints hold.
+    pub fn writable(
+        &self,
+        before: Option<&Value>,
+        after: &Value,
+        interaction: Interaction,
+    ) -> bool {
+        match self.satisfied(after, interaction) {
+            Some((rules, at)) => rules.rules[at].constraints_hold(before, after),
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::effective::{MembershipAccess, PolicyGrant, ProjectAccess, build};
+    use serde_json::json;
+
+    fn control(policy: Value, admin: bool) -> AccessControl {
+        let membership = MembershipAccess {
+            profile: "Practitioner/p1".into(),
+            admin,
+            grants: vec![PolicyGrant {
+                reference: "AccessPolicy/1".into(),
+                policy: Some(policy),
+                parameters: vec![],
+            }],
+        };
+        let project = ProjectAccess {
+            id: "proj".into(),
+            ..Default::default()
+        };
+        AccessControl::new(build(&membership, &project).unwrap(), false, admin)
+    }
+
+    #[test]
+    fn criteria_decide_reads_and_search_alternatives() {
+        let c = control(
+            json!({"resourceType": "AccessPolicy", "resource": [
+                {"resourceType": "Observation", "criteria": "Observation?status=final"},
+                {"resourceType": "Observation", "criteria": "Observation?status=amended",
+                 "readonly": true, "hiddenFields": ["valueQuantity"]},
+                {"resourceType": "Patient"},
+            ]}),
+            false,
+        );
+        let fin = json!({"resourceType": "Observation", "status": "final", "code": {}});
+        let amended = json!({"resourceType": "Observation", "status": "amended",
+            "valueQuantity": {"value": 1}, "code": {}});
+        let prelim = json!({"resourceType": "Observation", "status": "preliminary", "code": {}});
+        assert!(c.can(&fin, Interaction::Update));
+        assert!(c.can(&amended, Interaction::Read));
+        assert!(!c.can(&amended, Interaction::Update));
+        assert!(!c.can(&prelim, Interaction::Read));
+        assert_eq!(
+            c.alternatives("Observation", Interaction::Search)
+                .map(|a| a.len()),
+            Some(2)
+        );
+        assert_eq!(
+            c.alternatives("Patient", Interaction::Search),
+            Some(vec![vec![]])
+        );
+        assert_eq!(c.alternatives("Encounter", Interaction::Search), None);
+        let r = c.restriction();
+        assert!(r.types.contains_key("Observation"));
+        assert!(r.types.contains_key("SearchParameter"));
+        assert!(!r.types.contains_key("Encounter"));
+        let mut shown = amended.clone();
+        assert!(c.hide_fields(&mut shown));
+        assert!(shown.get("valueQuantity").is_none());
+        let mut shown = fin.clone();
+        assert!(!c.hide_fields(&mut shown));
+    }
+
+    #[test]
+    fn unusable_criteria_match_nothing() {
+        let c = control(
+            json!({"resourceType": "AccessPolicy", "resource": [
+                {"resourceType": "Observation", "criteria": "Patient?active=true"},
+                {"resourceType": "Patient", "criteria": "Patient?nonsense=1"},
+            ]}),
+            false,
+        );
+        let p = json!({"resourceType": "Patient", "active": true});
+        assert!(!c.can(&p, Interaction::Read));
+        assert_eq!(c.alternatives("Patient", Interaction::Search), None);
+        assert_eq!(c.alternatives("Observation", Interaction::Search), None);
+        // The type check alone still passes: the caller sees an empty result, not a 403.
+        assert!(c.allows_type("Patient", Interaction::Search));
+    }
+
+    #[test]
+    fn star_entries_and_protected_types() {
+        let c = control(
+            json!({"resourceType": "AccessPolicy", "resource": [
+                {"resourceType": "*", "criteria": "*?_compartment=Patient/1"},
+            ]}),
+            false,
+        );
+        assert!(c.allows_type("Observation", Interaction::Create));
+        assert!(!c.allows_type("Login", Interaction::Read));
+        assert!(!c.allows_type("User", Interaction::Read));
+        assert!(matches!(
+            c.rules("Observation").rules[0].criteria,
+            Criteria::Clauses(_)
+        ));
+    }
+
+    #[test]
+    fn read_only_fields_are_restored_and_stripped() {
+        let c = control(
+            json!({"resourceType": "AccessPolicy", "resource": [
+                {"resourceType": "Patient", "readonlyFields": ["gender"], "hiddenFields": ["birthDate"]},
+            ]}),
+            false,
+        );
+        let original = json!({"resourceType": "Patient", "gender": "male", "birthDate": "1990"});
+        let mut input = json!({"resourceType": "Patient", "gender": "female", "birthDate": "2000", "active": true});
+        c.protect_fields(Some(&original), &mut input, Interaction::Update);
+        assert_eq!(
+            input,
+            json!({"resourceType": "Patient", "gender": "male", "birthDate": "1990", "active": true})
+        );
+        let mut input = json!({"resourceType": "Patient", "gender": "female", "active": true});
+        c.protect_fields(None, &mut input, Interaction::Create);
+        assert_eq!(input, json!({"resourceType": "Patient", "active": true}));
+    }
+
+    #[test]
+    fn write_constraints() {
+        let c = control(
+            json!({"resourceType": "AccessPolicy", "resource": [
+                {"resourceType": "Observation", "writeConstraint": [
+                    {"language": "text/fhirpath", "expression": "%before.exists() implies %before.status != 'final'"},
+                ]},
+                {"resourceType": "Patient", "writeConstraint": [
+                    {"language": "text/fhirpath", "expression": "%secret = 1"},
+                ]},
+            ]}),
+            false,
+        );
+        let prelim = json!({"resourceType": "Observation", "status": "preliminary", "code": {}});
+        let fin = json!({"resourceType": "Observation", "status": "final", "code": {}});
+        assert!(c.writable(None, &fin, Interaction::Create));
+        assert!(c.writable(Some(&prelim), &fin, Interaction::Update));
+        assert!(!c.writable(Some(&fin), &prelim, Interaction::Update));
+        let p = json!({"resourceType": "Patient"});
+        assert!(!c.writable(None, &p, Interaction::Create));
+    }
+}
