@@ -308,6 +308,23 @@ impl AccessControl {
         self.rules(resource_type).hides
     }
 
+    /// Every field some entry of the type hides: what searches on the type may not look at.
+    pub fn hidden_paths(&self, resource_type: &str) -> Vec<String> {
+        let rules = self.rules(resource_type);
+        if !rules.hides {
+            return Vec::new();
+        }
+        let mut out: Vec<String> = Vec::new();
+        for r in &rules.rules {
+            for f in &r.entry.hidden_fields {
+                if !out.contains(f) {
+                    out.push(f.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// Removes the fields hidden from the reader: those of the first entry the resource
     /// satisfies for `read`, or, when it satisfies none (an include that only a search entry
     /// lets through), those of every entry of its type. Returns whether anything was removed.
@@ -388,6 +405,22 @@ impl AccessControl {
             None => false,
         }
     }
+}
+
+/// Whether a search reading the element at `read` (a search parameter's path, `name`,
+/// `value`) tells anything of the hidden field `hidden` (`name.family`, `valueQuantity`): one
+/// path lies within the other, a choice element's name (`value`) standing for each of its typed
+/// names (`valueQuantity`).
+pub fn reveals(read: &str, hidden: &str) -> bool {
+    let read: Vec<&str> = read.split('.').collect();
+    let hidden: Vec<&str> = hidden.split('.').filter(|s| !s.is_empty()).collect();
+    read.iter().zip(hidden.iter()).all(|(r, h)| {
+        r == h
+            || h.strip_prefix(r)
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
+            || r.strip_prefix(h)
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
+    })
 }
 
 #[cfg(test)]
@@ -505,6 +538,19 @@ mod tests {
         let mut input = json!({"resourceType": "Patient", "gender": "female", "active": true});
         c.protect_fields(None, &mut input, Interaction::Create);
         assert_eq!(input, json!({"resourceType": "Patient", "active": true}));
+    }
+
+    #[test]
+    fn search_paths_that_reveal_hidden_fields() {
+        assert!(reveals("name", "name.family"));
+        assert!(reveals("name.family", "name"));
+        assert!(reveals("value", "valueQuantity"));
+        assert!(reveals("valueQuantity", "value"));
+        assert!(reveals("birthDate", "birthDate"));
+        assert!(!reveals("name.given", "name.family"));
+        assert!(!reveals("valueset", "value"));
+        assert!(!reveals("gender", "birthDate"));
+        assert!(reveals("meta.tag", "meta"));
     }
 
     #[test]

@@ -3,7 +3,11 @@
 //! hidden fields removed from every resource handed back. Searches carry the policy into SQL as
 //! the store's `Restriction`; writes apply it inside their transaction (`write`).
 
+use oxmed_access::control::reveals;
 use oxmed_access::{AccessControl, Interaction};
+use oxmed_fhir::search::matching::patient_compartment_params;
+use oxmed_fhir::search::{Condition, SearchRequest};
+use oxmed_fhir::search_parameter::SearchParameters;
 use oxmed_store::StoredResource;
 use serde_json::Value;
 
@@ -117,4 +121,103 @@ fn reserialized(r: StoredResource, value: &Value) -> Result<StoredResource, Repo
     let content = serde_json::to_string(value)
         .map_err(|e| RepoError::Internal(format!("cannot serialise a resource: {e}")))?;
     Ok(StoredResource { content, ..r })
+}
+
+/// 403 when a search would look at a field the caller's policy hides, through a filter, a sort
+/// key, a chain, `_has` or an include: the order of results, their number or their presence
+/// would tell the hidden value (spec §1.3 hides fields from what is returned; the issue asks
+/// that searches be no side door to them).
+pub(crate) fn check_search(ctx: &RequestContext, request: &SearchRequest) -> Result<(), RepoError> {
+    let Some(access) = &ctx.access else {
+        return Ok(());
+    };
+    let restriction = access.restriction();
+    let types: Vec<&str> = if request.resource_types.is_empty() {
+        restriction
+            .types
+            .keys()
+            .map(String::as_str)
+            .filter(|t| access.hides_fields(t))
+            .collect()
+    } else {
+        request.resource_types.iter().map(String::as_str).collect()
+    };
+    for t in &types {
+        for clause in &request.filters {
+            for condition in &clause.any {
+                condition_hidden(access, t, condition)?;
+            }
+        }
+        for key in &request.sort {
+            param_hidden(access, t, &key.code)?;
+        }
+    }
+    for include in request.include.iter().chain(request.revinclude.iter()) {
+        match &include.reference_code {
+            Some(code) => param_hidden(access, &include.source_type, code)?,
+            None => {
+                for p in SearchParameters::global().for_type(&include.source_type) {
+                    if p.kind == oxmed_fhir::search_parameter::SearchParamType::Reference {
+                        param_hidden(access, &include.source_type, &p.code)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn condition_hidden(
+    access: &AccessControl,
+    resource_type: &str,
+    condition: &Condition,
+) -> Result<(), RepoError> {
+    match condition {
+        Condition::Param { code, .. } | Condition::Missing { code, .. } => {
+            param_hidden(access, resource_type, code)
+        }
+        Condition::Chain {
+            reference_code,
+            target_type,
+            inner,
+        } => {
+            param_hidden(access, resource_type, reference_code)?;
+            condition_hidden(access, target_type, inner)
+        }
+        Condition::Has {
+            source_type,
+            reference_code,
+            inner,
+        } => {
+            param_hidden(access, source_type, reference_code)?;
+            condition_hidden(access, source_type, inner)
+        }
+        Condition::Compartment { .. } => {
+            for code in patient_compartment_params(resource_type) {
+                param_hidden(access, resource_type, code)?;
+            }
+            Ok(())
+        }
+        Condition::Id(_) | Condition::LastUpdated(_) => Ok(()),
+    }
+}
+
+fn param_hidden(access: &AccessControl, resource_type: &str, code: &str) -> Result<(), RepoError> {
+    let hidden = access.hidden_paths(resource_type);
+    if hidden.is_empty() || code == "_id" || code == "_lastUpdated" {
+        return Ok(());
+    }
+    let Some(param) = SearchParameters::global().get(resource_type, code) else {
+        return Ok(());
+    };
+    // A parameter without an expression (full text) reads the whole resource.
+    let Some(expression) = param.expression_for(resource_type) else {
+        return Err(RepoError::Forbidden);
+    };
+    let paths = expression.element_paths();
+    let touches = |read: &str| hidden.iter().any(|h| reveals(read, h));
+    if paths.is_empty() || paths.iter().any(|p| touches(p)) {
+        return Err(RepoError::Forbidden);
+    }
+    Ok(())
 }

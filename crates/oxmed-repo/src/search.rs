@@ -62,6 +62,7 @@ impl Repository {
                 for t in &request.resource_types {
                     access::require_type(ctx, t, Interaction::Search)?;
                 }
+                access::check_search(ctx, &request)?;
                 Some(access.restriction())
             }
             None => None,

@@ -171,6 +171,50 @@ impl Expr {
         }
     }
 
+    /// Appends the element paths the expression reads from its input, relative to the resource
+    /// (`Patient.name.family` → `name.family`, `Observation.value as Quantity` → `value`): each
+    /// term's member names from its start up to the first step that is not one (`where`,
+    /// `resolve`, ...; `ofType`, `as` and indexes are looked through). Arguments of functions
+    /// read below the path already listed, so they add nothing.
+    pub(crate) fn collect_paths(&self, out: &mut Vec<String>) {
+        match self {
+            Expr::Term(term) => {
+                let mut path: Vec<&str> = Vec::new();
+                match &term.head {
+                    Head::TypeFilter(_) | Head::Focus | Head::This | Head::Resource => {}
+                    Head::Paren(inner) => {
+                        inner.collect_paths(out);
+                        return;
+                    }
+                    _ => return,
+                }
+                for step in &term.steps {
+                    match step {
+                        Step::Member(name) => path.push(name),
+                        Step::Index(_) => {}
+                        Step::Call(Function::OfType(_) | Function::As(_)) => {}
+                        Step::Call(_) => break,
+                    }
+                }
+                if !path.is_empty() {
+                    let p = path.join(".");
+                    if !out.contains(&p) {
+                        out.push(p);
+                    }
+                }
+            }
+            Expr::Union(branches) => {
+                for branch in branches {
+                    branch.collect_paths(out);
+                }
+            }
+            Expr::Binary { left, right, .. } => {
+                left.collect_paths(out);
+                right.collect_paths(out);
+            }
+        }
+    }
+
     /// The resource type a branch starts from (`Observation` in `Observation.subject`), looking
     /// through parentheses. `None` when the branch does not start with a type name, so that the
     /// caller keeps it for every type.

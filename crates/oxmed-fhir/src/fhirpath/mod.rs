@@ -114,6 +114,15 @@ impl Expression {
         &self.variables
     }
 
+    /// The element paths the expression reads from the resource, dotted and relative to it
+    /// (`Patient.name.family | Patient.birthDate` → `name.family`, `birthDate`): what a search
+    /// on it reveals of the resource.
+    pub fn element_paths(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.expr.collect_paths(&mut out);
+        out
+    }
+
     /// Evaluates against `resource`, which is the input and `%resource`, with the external
     /// variables bound by `vars`: each name (without `%`) and its value, `None` being the empty
     /// collection, as `%before` is on a create. A JSON array is bound as a collection of its

@@ -426,3 +426,26 @@ fn parse_errors_for_constraints() {
 fn node_stays_four_words() {
     assert_eq!(size_of::<Node<'_>>(), 32);
 }
+
+#[test]
+fn element_paths_of_search_expressions() {
+    let paths = |s: &str| Expression::parse(s).unwrap().element_paths();
+    assert_eq!(paths("Patient.name.family"), vec!["name.family"]);
+    assert_eq!(
+        paths("Patient.birthDate | Person.birthDate"),
+        vec!["birthDate"]
+    );
+    assert_eq!(paths("(Observation.value as Quantity)"), vec!["value"]);
+    assert_eq!(
+        paths("Observation.subject.where(resolve() is Patient)"),
+        vec!["subject"]
+    );
+    assert_eq!(
+        paths("Patient.telecom.where(system='email')"),
+        vec!["telecom"]
+    );
+    assert_eq!(
+        paths("Observation.component.value.ofType(Quantity)"),
+        vec!["component.value"]
+    );
+}

@@ -4,6 +4,8 @@
 //! databases). Under CI, a missing PostgreSQL fails the test instead of skipping it.
 #![allow(dead_code)]
 
+pub mod tenant;
+
 use std::path::PathBuf;
 
 use serde_json::Value;
