@@ -12,14 +12,16 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use oxmed_fhir::definitions::Definitions;
 use oxmed_fhir::fhirpath::{self, Expression};
-use oxmed_fhir::search::matching::matches;
+use oxmed_fhir::search::matching::{matches, patient_compartment_params};
 use oxmed_fhir::search::parse::parse_criteria;
-use oxmed_fhir::search::{Clause, Restriction};
+use oxmed_fhir::search::{Clause, Condition, Restriction};
+use oxmed_fhir::search_parameter::SearchParameters;
 use serde_json::Value;
 
 use crate::effective::EffectivePolicy;
 use crate::fields;
 use crate::interaction::{Interaction, PROJECT_ADMIN_TYPES, PROTECTED_TYPES};
+use crate::partial;
 use crate::policy::ResourceEntry;
 
 /// What an entry's criteria let through.
@@ -77,6 +79,56 @@ pub struct TypeRules {
     pub rules: Vec<Rule>,
     /// Some entry of the type hides a field: results must be looked at.
     hides: bool,
+    /// The top-level elements that the criteria of the type's entries look at; `None` when
+    /// that cannot be told (a parameter without an element path), so a resource is read whole.
+    fields: Option<Vec<String>>,
+}
+
+/// Adds the first element of each path `code`'s expression reads; `None` when it has none.
+fn add_param_fields(resource_type: &str, code: &str, out: &mut Vec<String>) -> Option<()> {
+    let param = SearchParameters::global().get(resource_type, code)?;
+    let paths = param.expression_for(resource_type)?.element_paths();
+    if paths.is_empty() {
+        return None;
+    }
+    for p in paths {
+        add_field(out, p.split('.').next().unwrap_or_default());
+    }
+    Some(())
+}
+
+fn add_field(out: &mut Vec<String>, field: &str) {
+    if !out.iter().any(|f| f == field) {
+        out.push(field.to_owned());
+    }
+}
+
+/// See [`TypeRules::fields`].
+fn criteria_fields(resource_type: &str, rules: &[Rule]) -> Option<Vec<String>> {
+    let mut out: Vec<String> = vec!["resourceType".to_owned()];
+    for rule in rules {
+        let Criteria::Clauses(clauses) = &rule.criteria else {
+            continue;
+        };
+        for condition in clauses.iter().flat_map(|c| c.any.iter()) {
+            match condition {
+                Condition::Id(_) => add_field(&mut out, "id"),
+                Condition::LastUpdated(_) => add_field(&mut out, "meta"),
+                Condition::Param { code, .. } | Condition::Missing { code, .. } => {
+                    add_param_fields(resource_type, code, &mut out)?;
+                }
+                Condition::Compartment { .. } => {
+                    // The Patient compartment of a Patient is the Patient itself, by id.
+                    add_field(&mut out, "id");
+                    for code in patient_compartment_params(resource_type) {
+                        add_param_fields(resource_type, code, &mut out)?;
+                    }
+                }
+                Condition::Chain { .. } | Condition::Has { .. } => return None,
+            }
+        }
+    }
+    Some(out)
 }
 
 #[derive(Debug)]
@@ -208,7 +260,12 @@ impl AccessControl {
             });
         }
         let hides = rules.iter().any(|r| !r.entry.hidden_fields.is_empty());
-        let built = Arc::new(TypeRules { rules, hides });
+        let fields = criteria_fields(resource_type, &rules);
+        let built = Arc::new(TypeRules {
+            rules,
+            hides,
+            fields,
+        });
         let mut map = self.rules.write().unwrap_or_else(|e| e.into_inner());
         // Types are a closed set of names, but a caller picks them: bound the map anyway.
         if map.len() > 1024 {
@@ -296,6 +353,22 @@ impl AccessControl {
             .iter()
             .find(|r| r.entry.allows(resource_type, interaction))
             .is_some_and(|r| r.criteria == Criteria::All)
+    }
+
+    /// [`AccessControl::can`] on a stored resource's JSON, reading only the elements the
+    /// type's criteria look at.
+    pub fn can_stored(
+        &self,
+        resource_type: &str,
+        content: &str,
+        interaction: Interaction,
+    ) -> serde_json::Result<bool> {
+        let rules = self.rules(resource_type);
+        let value = match &rules.fields {
+            Some(fields) => partial::parse(content, fields)?,
+            None => serde_json::from_str(content)?,
+        };
+        Ok(self.can(&value, interaction))
     }
 
     /// Whether `interaction` may be done to this resource (`canPerformInteraction`).
@@ -484,6 +557,25 @@ mod tests {
         assert!(shown.get("valueQuantity").is_none());
         let mut shown = fin.clone();
         assert!(!c.hide_fields(&mut shown));
+        // The same decisions from stored JSON read in part.
+        assert_eq!(
+            c.rules("Observation")
+                .fields
+                .as_deref()
+                .map(|f| f.contains(&"status".to_owned())),
+            Some(true)
+        );
+        for (r, want) in [(&fin, true), (&amended, false), (&prelim, false)] {
+            assert_eq!(
+                c.can_stored("Observation", &r.to_string(), Interaction::Update)
+                    .unwrap(),
+                want
+            );
+        }
+        assert!(
+            c.can_stored("Observation", "{not json", Interaction::Read)
+                .is_err()
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`control`]: the effective policy ready for requests: criteria parsed, the search
 //!   restriction, the entry a resource satisfies, hidden and read-only fields, write constraints.
 //! - [`fields`]: dotted field paths on a resource's JSON.
+//! - [`partial`]: reading only the elements a decision needs.
 //! - [`ip_rule`]: IP access rules (prefixes, CIDR, IPv6).
 //! - [`error`]: why a policy cannot be built ([`AccessError`]).
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod fields;
 pub mod interaction;
 pub mod ip_rule;
+pub mod partial;
 pub mod policy;
 
 pub use control::AccessControl;

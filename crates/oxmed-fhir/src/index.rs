@@ -32,15 +32,33 @@ pub fn extract(resource: &Value) -> Vec<IndexEntry> {
 
 /// [`extract`] with a given registry.
 pub fn extract_with(registry: &SearchParameters, resource: &Value) -> Vec<IndexEntry> {
+    extract_filtered(registry, resource, 64, |_| true)
+}
+
+/// The index entries of `resource` for the search parameters named by `codes` only: what
+/// deciding a few conditions on one resource needs (an access policy's criteria on a read),
+/// without evaluating every other parameter of its type.
+pub fn extract_only(resource: &Value, codes: &[&str]) -> Vec<IndexEntry> {
+    extract_filtered(SearchParameters::global(), resource, 4, |code| {
+        codes.contains(&code)
+    })
+}
+
+fn extract_filtered(
+    registry: &SearchParameters,
+    resource: &Value,
+    capacity: usize,
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<IndexEntry> {
     let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) else {
         return Vec::new();
     };
     let root = [Node::new(resource)];
-    let mut entries = Vec::with_capacity(64);
+    let mut entries = Vec::with_capacity(capacity);
     let mut nodes = Vec::new();
     let mut values = Vec::new();
     for (param, expression) in registry.with_expressions(resource_type) {
-        if param.kind == SearchParamType::Special {
+        if param.kind == SearchParamType::Special || !wanted(&param.code) {
             continue;
         }
         nodes.clear();

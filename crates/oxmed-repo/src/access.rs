@@ -64,6 +64,13 @@ pub(crate) fn view(
     if r.deleted || access.unconditional(&r.resource_type, interaction) {
         return Ok(shown_with(access, r));
     }
+    if !access.hides_fields(&r.resource_type) {
+        return if stored_can(access, &r, interaction)? {
+            Ok(r)
+        } else {
+            Err(not_found(&r))
+        };
+    }
     let mut value = parse(&r)?;
     if !access.can(&value, interaction) {
         return Err(not_found(&r));
@@ -84,8 +91,24 @@ pub(crate) fn visible(
         None => Ok(true),
         Some(a) if a.unconditional(&r.resource_type, interaction) => Ok(true),
         Some(_) if r.deleted => Ok(false),
-        Some(a) => Ok(a.can(&parse(r)?, interaction)),
+        Some(a) => stored_can(a, r, interaction),
     }
+}
+
+/// The decision on a stored resource, reading only what its criteria need.
+fn stored_can(
+    access: &AccessControl,
+    r: &StoredResource,
+    interaction: Interaction,
+) -> Result<bool, RepoError> {
+    access
+        .can_stored(&r.resource_type, &r.content, interaction)
+        .map_err(|e| {
+            RepoError::Internal(format!(
+                "stored {}/{} is not JSON: {e}",
+                r.resource_type, r.id
+            ))
+        })
 }
 
 /// A resource the caller may see, its hidden fields removed.

@@ -804,3 +804,31 @@ async fn allowed_policy_id(srv: &TestServer, t: &Tenant<'_>, m: &Member<'_>) -> 
         .trim_start_matches("AccessPolicy/")
         .to_owned()
 }
+
+e2e!(compartment_criteria, |srv| async move {
+    let t = Tenant::new(&srv).await;
+    let alice = t.put(json!({"resourceType": "Patient"})).await;
+    let bob = t.put(json!({"resourceType": "Patient"})).await;
+    let carol = t.put(json!({"resourceType": "Patient"})).await;
+    let mut mine = Vec::new();
+    for p in [&alice, &bob] {
+        mine.push(id(&t.put(observation(&id(p), "final", "1")).await));
+    }
+    let theirs = t.put(observation(&id(&carol), "final", "1")).await;
+    let m = t
+        .member(
+            Some(policy(json!([{"resourceType": "Observation",
+                "criteria": format!("Observation?_compartment=Patient/{},Patient/{}", id(&alice), id(&bob))}]))),
+            json!([]),
+            false,
+        )
+        .await;
+    mine.sort();
+    assert_eq!(m.ids("Observation").await, mine);
+    let count = m.get("Observation?_summary=count").await;
+    assert_eq!(count.body["total"], 2, "{}", count.text);
+    assert_eq!(m.get(&format!("Observation/{}", mine[0])).await.status, 200);
+    m.get(&format!("Observation/{}", id(&theirs)))
+        .await
+        .outcome(404);
+});

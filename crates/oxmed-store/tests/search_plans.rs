@@ -8,7 +8,7 @@ mod common;
 use std::time::Instant;
 
 use common::*;
-use oxmed_fhir::search::{Condition, SearchRequest};
+use oxmed_fhir::search::{Clause, Condition, SearchRequest};
 use serde_json::{Value, json};
 
 const P: &str = "plans";
@@ -196,6 +196,30 @@ fn cases(backend: Backend) -> Vec<Case> {
                         compartment_type: "Patient".into(),
                         id: "p42".into(),
                     })]],
+                )]
+                .into_iter()
+                .collect(),
+            }),
+        },
+        Case {
+            // An access policy letting the caller see the Observations of 100 Patients (issue
+            // 5's benchmark): the caller's search still drives from its own conditions.
+            name: "Observation?subject=Patient/p1234&code=http://loinc.org|8867-4, restricted to the compartments of 100 Patients",
+            request: subject_code.clone(),
+            expected: 1,
+            must: vec![reference_key],
+            must_not: no_scan.clone(),
+            restriction: Some(oxmed_fhir::search::Restriction {
+                types: [(
+                    "Observation".to_owned(),
+                    vec![vec![Clause {
+                        any: (1200..1300)
+                            .map(|i| Condition::Compartment {
+                                compartment_type: "Patient".into(),
+                                id: format!("p{i}"),
+                            })
+                            .collect(),
+                    }]],
                 )]
                 .into_iter()
                 .collect(),

@@ -333,10 +333,14 @@ impl<'a> Compiler<'a> {
     /// What a search selects: live rows of the scope in the project that the restriction lets
     /// the caller see and that satisfy every clause.
     pub(crate) fn filter(&mut self, scope: &Scope, clauses: &[Clause]) -> Result<Pred, StoreError> {
-        let mut all = vec![self.base(scope), self.restriction(scope)?];
+        let mut all = vec![self.base(scope)];
         for clause in clauses {
             all.push(self.clause(scope, clause, true)?);
         }
+        // After the caller's own conditions: of sets guessed equally selective the first
+        // drives, and a policy's view (the compartments of a hundred Patients) is usually far
+        // wider than what a search asks for (one Patient's Observations of one code).
+        all.push(self.restriction(scope)?);
         Ok(and(all))
     }
 
@@ -397,6 +401,29 @@ impl<'a> Compiler<'a> {
         clause: &Clause,
         restricted: bool,
     ) -> Result<Pred, StoreError> {
+        // Several compartments of one type (a policy's `_compartment=Patient/a,Patient/b,...`):
+        // one set with a list of ids, one indexed probe per row checked, rather than one per id.
+        if clause.any.len() > 1 {
+            let mut ids = Vec::with_capacity(clause.any.len());
+            let mut of_type = None;
+            for c in &clause.any {
+                match c {
+                    Condition::Compartment {
+                        compartment_type,
+                        id,
+                    } if of_type.is_none_or(|t| t == compartment_type) => {
+                        of_type = Some(compartment_type);
+                        ids.push(id.as_str());
+                    }
+                    _ => break,
+                }
+            }
+            if let Some(t) = of_type
+                && ids.len() == clause.any.len()
+            {
+                return self.compartment(scope, t, &ids);
+            }
+        }
         let mut any = Vec::with_capacity(clause.any.len());
         for condition in &clause.any {
             any.push(self.condition(scope, condition, restricted)?);
@@ -440,7 +467,7 @@ impl<'a> Compiler<'a> {
             Condition::Compartment {
                 compartment_type,
                 id,
-            } => self.compartment(scope, compartment_type, id)?,
+            } => self.compartment(scope, compartment_type, &[id.as_str()])?,
         })
     }
 
@@ -683,7 +710,7 @@ impl<'a> Compiler<'a> {
         &mut self,
         scope: &Scope,
         compartment_type: &str,
-        id: &str,
+        ids: &[&str],
     ) -> Result<Pred, StoreError> {
         if compartment_type != "Patient" {
             return Err(StoreError::InvalidSearch(format!(
@@ -704,12 +731,16 @@ impl<'a> Compiler<'a> {
             }
         };
         let mut any = Vec::new();
+        let id_test = match ids {
+            [one] => format!("= {}", self.params.text(one)),
+            many => format!("IN {}", self.params.texts(many.iter().copied())),
+        };
+        // A list of ids is several lookups: as a driver, less selective than one.
+        let rank = if ids.len() == 1 { 90 } else { 60 };
         if types.iter().any(|t| t == "Patient") {
-            let sql = format!(
-                "{{a}}.resource_type = 'Patient' AND {{a}}.id = {}",
-                self.params.text(id)
-            );
-            any.push(Pred::Row { sql, rank: ID_RANK });
+            let sql = format!("{{a}}.resource_type = 'Patient' AND {{a}}.id {id_test}");
+            let rank = if ids.len() == 1 { ID_RANK } else { rank };
+            any.push(Pred::Row { sql, rank });
         }
         // One set per group of types with the same parameters, so that each is one indexed
         // lookup.
@@ -728,17 +759,16 @@ impl<'a> Compiler<'a> {
             let types = self.params.texts(group);
             let codes = self.params.texts(codes.iter().map(String::as_str));
             let cond = format!(
-                "{{i}}.project {} AND {{i}}.resource_type IN {types} AND {{i}}.code IN {codes} AND {{i}}.target_id = {} AND {{i}}.target_type = 'Patient'",
+                "{{i}}.project {} AND {{i}}.resource_type IN {types} AND {{i}}.code IN {codes} AND {{i}}.target_id {id_test} AND {{i}}.target_type = 'Patient'",
                 self.project,
-                self.params.text(id)
             );
             any.push(Pred::Set {
                 set: Set::Index {
                     table: INDEX_TABLES[schema::REFERENCE].name,
                     cond,
-                    point: true,
+                    point: ids.len() == 1,
                     ordered: false,
-                    rank: 90,
+                    rank,
                 },
                 negated: false,
             });
