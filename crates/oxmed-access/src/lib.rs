@@ -7,6 +7,7 @@
 //! - [`interaction`]: interactions and which entries allow them.
 //! - [`control`]: the effective policy ready for requests: criteria parsed, the search
 //!   restriction, the entry a resource satisfies, hidden and read-only fields, write constraints.
+//! - [`explain`]: why an interaction is allowed or denied, entry by entry.
 //! - [`fields`]: dotted field paths on a resource's JSON.
 //! - [`partial`]: reading only the elements a decision needs.
 //! - [`ip_rule`]: IP access rules (prefixes, CIDR, IPv6).
@@ -15,6 +16,7 @@
 pub mod control;
 pub mod effective;
 pub mod error;
+pub mod explain;
 pub mod fields;
 pub mod interaction;
 pub mod ip_rule;

@@ -137,3 +137,49 @@ impl Auth {
         }
     }
 }
+
+impl Auth {
+    /// Why the membership `membership_ref` (`ProjectMembership/<id>`) may or may not do
+    /// `interaction` on `resource_type`, or on the stored resource `Type/id` (issue 5's
+    /// explain). For project admins and super admins, about memberships of their own project;
+    /// 403 for anyone else, 404 for a membership or resource that is not there.
+    pub async fn explain(
+        &self,
+        caller: &crate::Caller,
+        membership_ref: &str,
+        resource_type: &str,
+        resource_id: Option<&str>,
+        interaction: oxmed_access::Interaction,
+    ) -> Result<oxmed_access::explain::Explanation> {
+        if !(caller.is_project_admin() || caller.is_super_admin()) {
+            return Err(AuthFailure::Forbidden);
+        }
+        let id = membership_ref
+            .strip_prefix("ProjectMembership/")
+            .unwrap_or(membership_ref);
+        let Some((membership, project)) = self.membership_and_project(id).await? else {
+            return Err(AuthFailure::NotFound);
+        };
+        if project.id() != caller.project_id() {
+            return Err(AuthFailure::NotFound);
+        }
+        let resource = match resource_id {
+            None => None,
+            Some(rid) => match self.repo().system_read(resource_type, rid).await? {
+                Some(r) if r.project == project.id() && !r.deleted => Some(parse_stored(&r)?),
+                _ => return Err(AuthFailure::NotFound),
+            },
+        };
+        Ok(match self.access_control(&membership, &project).await? {
+            Ok(access) => access.explain(resource_type, resource.as_ref(), interaction),
+            Err(e) => oxmed_access::explain::Explanation {
+                allowed: false,
+                reason: format!("the membership's policy cannot be built: {e}"),
+                decided_by: None,
+                entries: Vec::new(),
+                hidden_fields: Vec::new(),
+                readonly_fields: Vec::new(),
+            },
+        })
+    }
+}

@@ -36,6 +36,19 @@ pub struct Caller {
     /// The membership's effective AccessPolicy. One that could not be built (a policy deleted
     /// since sign-in) is an empty policy: it allows nothing.
     pub access: Arc<AccessControl>,
+    /// The membership this request acts for (`X-Medplum-On-Behalf-Of`, spec §11): its policy
+    /// governs the request, while the caller stays the author.
+    pub on_behalf_of: Option<Arc<OnBehalfOf>>,
+}
+
+/// A resolved On-Behalf-Of target, shared by the requests that name it.
+type Target = Arc<OnBehalfOf>;
+
+/// The target of an On-Behalf-Of request.
+#[derive(Debug)]
+pub struct OnBehalfOf {
+    pub membership: Arc<ProjectMembership>,
+    pub access: Arc<AccessControl>,
 }
 
 impl Caller {
@@ -57,10 +70,19 @@ impl Caller {
     }
 
     pub fn request_context(&self) -> RequestContext {
-        RequestContext {
-            project: self.project.id().to_owned(),
-            author: self.membership.profile.reference.clone(),
-            access: Some(self.access.clone()),
+        match &self.on_behalf_of {
+            Some(target) => RequestContext {
+                project: self.project.id().to_owned(),
+                author: self.membership.profile.reference.clone(),
+                access: Some(target.access.clone()),
+                on_behalf_of: target.membership.profile.reference.clone(),
+            },
+            None => RequestContext {
+                project: self.project.id().to_owned(),
+                author: self.membership.profile.reference.clone(),
+                access: Some(self.access.clone()),
+                on_behalf_of: None,
+            },
         }
     }
 }
@@ -89,6 +111,8 @@ pub(crate) struct Sessions {
     logins: RwLock<HashMap<String, (Session, i64)>>,
     /// Client id → the client and its membership, for Basic authentication.
     clients: RwLock<HashMap<String, (Option<ClientEntry>, i64)>>,
+    /// `<project>|<X-Medplum-On-Behalf-Of value>` → the target it names in that project.
+    targets: RwLock<HashMap<String, (Option<Target>, i64)>>,
     generation: AtomicU64,
 }
 
@@ -108,6 +132,7 @@ impl Sessions {
             tokens: RwLock::new(HashMap::new()),
             logins: RwLock::new(HashMap::new()),
             clients: RwLock::new(HashMap::new()),
+            targets: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
         }
     }
@@ -121,6 +146,7 @@ impl Sessions {
             self.generation.fetch_add(1, Ordering::SeqCst);
             write(&self.logins).clear();
             write(&self.clients).clear();
+            write(&self.targets).clear();
         }
     }
 
@@ -295,6 +321,7 @@ impl Auth {
                     client_id: claims.client_id.clone(),
                     scope: login.scope.clone().unwrap_or_default(),
                     access,
+                    on_behalf_of: None,
                 })))
             }
             Ok(None) => {
@@ -422,6 +449,7 @@ impl Auth {
             client_id: Some(client_id.to_owned()),
             scope: "openid".into(),
             access,
+            on_behalf_of: None,
         };
         Ok(Some(Arc::new((client, caller))))
     }
@@ -444,6 +472,67 @@ impl Auth {
         let mut caller = caller.clone();
         caller.login_id = oxmed_repo::meta::new_id();
         Ok(Arc::new(caller))
+    }
+}
+
+impl Auth {
+    /// The caller acting for the membership an `X-Medplum-On-Behalf-Of` value names (spec §11):
+    /// `ProjectMembership/<id>` or a profile reference, in the caller's project. Only project
+    /// admins and super admins may; anything else, or a target that is not an active member of
+    /// the caller's project, is 403.
+    pub async fn on_behalf_of(&self, caller: &Caller, value: &str) -> Result<Arc<Caller>> {
+        if !(caller.is_project_admin() || caller.is_super_admin()) {
+            return Err(AuthFailure::Forbidden);
+        }
+        let key = format!("{}|{}", caller.project_id(), value.trim());
+        let target = match Sessions::fresh(&self.sessions.targets, &key) {
+            Some(t) => t,
+            None => {
+                let generation = self.sessions.generation();
+                let t = self.load_target(caller, value.trim()).await?;
+                self.sessions
+                    .keep(&self.sessions.targets, generation, &key, t.clone());
+                t
+            }
+        };
+        let target = target.ok_or(AuthFailure::Forbidden)?;
+        let mut acting = caller.clone();
+        acting.on_behalf_of = Some(target);
+        Ok(Arc::new(acting))
+    }
+
+    async fn load_target(&self, caller: &Caller, value: &str) -> Result<Option<Target>> {
+        let project = caller.project_id();
+        let membership_id = match value.strip_prefix("ProjectMembership/") {
+            Some(id) => id.to_owned(),
+            None => {
+                let Some((m, _)) = self
+                    .repo()
+                    .system_find_one(
+                        Scope::Project(project),
+                        "ProjectMembership",
+                        &[("profile", value)],
+                    )
+                    .await
+                    .unwrap_or(None)
+                else {
+                    return Ok(None);
+                };
+                m.id
+            }
+        };
+        let Some((membership, target_project)) =
+            self.membership_and_project(&membership_id).await?
+        else {
+            return Ok(None);
+        };
+        if target_project.id() != project || !membership.is_active() {
+            return Ok(None);
+        }
+        match self.access_control(&membership, &target_project).await? {
+            Ok(access) => Ok(Some(Arc::new(OnBehalfOf { membership, access }))),
+            Err(_) => Ok(None),
+        }
     }
 }
 

@@ -45,6 +45,9 @@ pub struct RequestContext {
     /// The caller's effective AccessPolicy; `None` only for the server's own work, never for a
     /// caller's request.
     pub access: Option<Arc<AccessControl>>,
+    /// The profile the request acts for (`X-Medplum-On-Behalf-Of`), stamped as
+    /// `meta.onBehalfOf` on writes; `author` stays the real caller.
+    pub on_behalf_of: Option<String>,
 }
 
 impl RequestContext {
@@ -59,6 +62,7 @@ impl RequestContext {
             project: project.to_owned(),
             author: None,
             access: None,
+            on_behalf_of: None,
         }
     }
 }

@@ -34,7 +34,13 @@ pub fn parse_instant(s: &str) -> Option<i64> {
 
 /// The elements of `meta` that the server owns: a client cannot set them, and a change to them
 /// alone does not make a new version.
-const SERVER_META: &[&str] = &["versionId", "lastUpdated", "project", "author"];
+const SERVER_META: &[&str] = &[
+    "versionId",
+    "lastUpdated",
+    "project",
+    "author",
+    "onBehalfOf",
+];
 
 /// Removes the server-owned parts of `meta` (and `meta` itself when that leaves it empty).
 pub fn strip_server_meta(resource: &mut Value) {
@@ -61,6 +67,8 @@ pub struct Stamp<'a> {
     pub last_updated: i64,
     pub project: &'a str,
     pub author: Option<&'a str>,
+    /// The profile a request acted for (`X-Medplum-On-Behalf-Of`, spec §11).
+    pub on_behalf_of: Option<&'a str>,
 }
 
 /// Writes id and the server's meta into `resource`, keeping the client's meta elements (profile,
@@ -79,6 +87,12 @@ pub fn stamp(resource: &mut Value, s: &Stamp<'_>) {
     meta.insert("project".into(), Value::String(s.project.into()));
     if let Some(author) = s.author {
         meta.insert("author".into(), serde_json::json!({ "reference": author }));
+    }
+    if let Some(target) = s.on_behalf_of {
+        meta.insert(
+            "onBehalfOf".into(),
+            serde_json::json!({ "reference": target }),
+        );
     }
     let rest: Vec<(String, Value)> = std::mem::take(obj).into_iter().collect();
     let mut ordered = Map::with_capacity(rest.len() + 2);
@@ -135,6 +149,7 @@ mod tests {
                 last_updated: 1_000,
                 project: "p",
                 author: None,
+                on_behalf_of: None,
             },
         );
         let keys: Vec<&String> = r.as_object().unwrap().keys().collect();

@@ -150,7 +150,10 @@ pub(crate) fn prepare(
     links: Option<BundleLinks>,
 ) -> Result<Prepared, RepoError> {
     let project = ctx.project.clone();
-    let author = ctx.author.clone();
+    let author = Who {
+        author: ctx.author.clone(),
+        on_behalf_of: ctx.on_behalf_of.clone(),
+    };
     let access = ctx.access.clone();
     let restriction = access.as_ref().map(|a| a.restriction());
     match request {
@@ -202,15 +205,7 @@ pub(crate) fn prepare(
                 let mut resource = resource;
                 resolve_links(&mut resource, &rt, &id, state, &links)?;
                 let guard = Guard::new(access.as_deref(), None);
-                let v = new_version(
-                    resource,
-                    &rt,
-                    &id,
-                    state,
-                    &project,
-                    author.as_deref(),
-                    &guard,
-                )?;
+                let v = new_version(resource, &rt, &id, state, &project, &author, &guard)?;
                 Ok(Decision::Write(v))
             });
             Ok(Prepared {
@@ -257,7 +252,7 @@ pub(crate) fn prepare(
                     state,
                     &links,
                     &project,
-                    author.as_deref(),
+                    &author,
                     access.as_deref(),
                 )
             });
@@ -314,7 +309,7 @@ pub(crate) fn prepare(
                     state,
                     &links,
                     &project,
-                    author.as_deref(),
+                    &author,
                     access.as_deref(),
                 )
             });
@@ -374,7 +369,7 @@ pub(crate) fn prepare(
                     state,
                     &links,
                     &project,
-                    author.as_deref(),
+                    &author,
                     access.as_deref(),
                 )
             });
@@ -522,6 +517,13 @@ fn may_delete(access: Option<&AccessControl>, current: &StoredResource) -> Resul
     Ok(())
 }
 
+/// Who a version is written by: `meta.author`, and `meta.onBehalfOf` when the request acted
+/// for another profile.
+pub(crate) struct Who {
+    author: Option<String>,
+    on_behalf_of: Option<String>,
+}
+
 /// The after check of a write (spec §1.3 `isResourceWriteable`), run on the stamped version.
 pub(crate) struct Guard<'a> {
     access: Option<&'a AccessControl>,
@@ -559,7 +561,7 @@ fn update_decision(
     state: &mut TxState,
     links: &Option<BundleLinks>,
     project: &str,
-    author: Option<&str>,
+    author: &Who,
     access: Option<&AccessControl>,
 ) -> Result<Decision, BoxError> {
     let mut resource = resource;
@@ -612,7 +614,7 @@ fn new_version(
     id: &str,
     state: &TxState,
     project: &str,
-    author: Option<&str>,
+    who: &Who,
     guard: &Guard<'_>,
 ) -> Result<NewVersion, BoxError> {
     let version_id = new_id();
@@ -623,7 +625,8 @@ fn new_version(
             version_id: &version_id,
             last_updated: state.now,
             project,
-            author,
+            author: who.author.as_deref(),
+            on_behalf_of: who.on_behalf_of.as_deref(),
         },
     );
     guard.check(&resource)?;

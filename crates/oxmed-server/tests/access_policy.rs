@@ -20,14 +20,10 @@ e2e!(types_and_interactions, |srv| async move {
         .put(json!({"resourceType": "Encounter", "status": "planned", "class": {"code": "AMB"}}))
         .await;
     let m = t
-        .member(
-            Some(policy(json!([
-                {"resourceType": "Patient"},
-                {"resourceType": "Observation", "readonly": true},
-            ]))),
-            json!([]),
-            false,
-        )
+        .restricted(json!([
+            {"resourceType": "Patient"},
+            {"resourceType": "Observation", "readonly": true},
+        ]))
         .await;
     // Patient: every interaction.
     assert_eq!(
@@ -70,13 +66,7 @@ e2e!(types_and_interactions, |srv| async move {
     m.get("Encounter").await.outcome(403);
     m.get("Encounter/_history").await.outcome(403);
     // Admin and protected types: never for a non-admin, even under `*`.
-    let star = t
-        .member(
-            Some(policy(json!([{"resourceType": "*"}]))),
-            json!([]),
-            false,
-        )
-        .await;
+    let star = t.restricted(json!([{"resourceType": "*"}])).await;
     assert_eq!(
         star.get(&format!("Encounter/{}", id(&enc))).await.status,
         200
@@ -230,14 +220,10 @@ e2e!(writes_are_judged_before_and_after, |srv| async move {
     let draft = t.put(observation(&id(&p), "preliminary", "1")).await;
     let done = t.put(observation(&id(&p), "final", "1")).await;
     let m = t
-        .member(
-            Some(policy(json!([
+        .restricted(json!([
                 {"resourceType": "Observation", "criteria": "Observation?status=preliminary"},
                 {"resourceType": "Observation", "criteria": "Observation?status=final", "readonly": true},
-            ]))),
-            json!([]),
-            false,
-        )
+            ]))
         .await;
     // Create: the new content must satisfy an entry that allows create.
     let ok = m
@@ -291,17 +277,13 @@ e2e!(write_constraints_see_before_and_after, |srv| async move {
     let t = Tenant::new(&srv).await;
     let p = t.put(json!({"resourceType": "Patient"})).await;
     let m = t
-        .member(
-            Some(policy(json!([
-                {"resourceType": "Observation", "writeConstraint": [
-                    {"language": "text/fhirpath",
-                     "expression": "%before.exists() implies %before.status != 'final'"},
-                    {"language": "text/fhirpath", "expression": "%after.status != 'cancelled'"},
-                ]},
-            ]))),
-            json!([]),
-            false,
-        )
+        .restricted(json!([
+            {"resourceType": "Observation", "writeConstraint": [
+                {"language": "text/fhirpath",
+                 "expression": "%before.exists() implies %before.status != 'final'"},
+                {"language": "text/fhirpath", "expression": "%after.status != 'cancelled'"},
+            ]},
+        ]))
         .await;
     let created = m
         .post("Observation", &observation(&id(&p), "preliminary", "1"))
@@ -330,14 +312,10 @@ e2e!(hidden_and_read_only_fields, |srv| async move {
         )
         .await;
     let m = t
-        .member(
-            Some(policy(json!([
-                {"resourceType": "Patient", "hiddenFields": ["birthDate", "name.family"],
-                 "readonlyFields": ["gender"]},
-            ]))),
-            json!([]),
-            false,
-        )
+        .restricted(json!([
+            {"resourceType": "Patient", "hiddenFields": ["birthDate", "name.family"],
+             "readonlyFields": ["gender"]},
+        ]))
         .await;
     let path = format!("Patient/{}", id(&patient));
     let seen = m.get(&path).await;
@@ -472,7 +450,7 @@ e2e!(legacy_default_and_empty_policy, |srv| async move {
     assert_eq!(legacy.get(&format!("Patient/{}", id(&p))).await.status, 200);
     legacy.get("ProjectMembership").await.outcome(403);
     // A policy with no entries: nothing but the definitions' reads.
-    let empty = t.member(Some(policy(json!([]))), json!([]), false).await;
+    let empty = t.restricted(json!([])).await;
     empty.get(&format!("Patient/{}", id(&p))).await.outcome(403);
     empty.get("Patient").await.outcome(403);
     assert_eq!(empty.get("StructureDefinition").await.status, 200);
@@ -655,13 +633,9 @@ e2e!(bundles_and_conditional_writes, |srv| async move {
             "identifier": [{"system": "http://x", "value": "1"}]}))
         .await;
     let m = t
-        .member(
-            Some(policy(json!([
-                {"resourceType": "Patient", "criteria": "Patient?active=true"},
-            ]))),
-            json!([]),
-            false,
-        )
+        .restricted(json!([
+            {"resourceType": "Patient", "criteria": "Patient?active=true"},
+        ]))
         .await;
     // A transaction with one forbidden entry writes nothing.
     let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
@@ -816,12 +790,8 @@ e2e!(compartment_criteria, |srv| async move {
     }
     let theirs = t.put(observation(&id(&carol), "final", "1")).await;
     let m = t
-        .member(
-            Some(policy(json!([{"resourceType": "Observation",
-                "criteria": format!("Observation?_compartment=Patient/{},Patient/{}", id(&alice), id(&bob))}]))),
-            json!([]),
-            false,
-        )
+        .restricted(json!([{"resourceType": "Observation",
+                "criteria": format!("Observation?_compartment=Patient/{},Patient/{}", id(&alice), id(&bob))}]))
         .await;
     mine.sort();
     assert_eq!(m.ids("Observation").await, mine);
@@ -831,4 +801,233 @@ e2e!(compartment_criteria, |srv| async move {
     m.get(&format!("Observation/{}", id(&theirs)))
         .await
         .outcome(404);
+});
+
+e2e!(on_behalf_of, |srv| async move {
+    let t = Tenant::new(&srv).await;
+    let female = t
+        .put(json!({"resourceType": "Patient", "gender": "female"}))
+        .await;
+    let male = t
+        .put(json!({"resourceType": "Patient", "gender": "male"}))
+        .await;
+    let target = t
+        .restricted(json!([
+            {"resourceType": "Patient", "criteria": "Patient?gender=female"},
+        ]))
+        .await;
+    let admin = t.member(None, json!([]), true).await;
+    let plain = t.member(None, json!([]), false).await;
+    let by_membership = format!("ProjectMembership/{}", target.membership);
+    let by_profile = format!("ClientApplication/{}", target.client_id);
+    let get = reqwest::Method::GET;
+    // Control: the admin alone sees both.
+    assert_eq!(
+        admin.get(&format!("Patient/{}", id(&male))).await.status,
+        200
+    );
+    let mut females = vec![id(&female)];
+    for who in [&by_membership, &by_profile] {
+        // The target's policy governs the request.
+        let r = admin
+            .as_for(get.clone(), &format!("Patient/{}", id(&female)), None, who)
+            .await;
+        assert_eq!(r.status, 200, "{who}: {}", r.text);
+        admin
+            .as_for(get.clone(), &format!("Patient/{}", id(&male)), None, who)
+            .await
+            .outcome(404);
+        let r = admin.as_for(get.clone(), "Patient", None, who).await;
+        females.sort();
+        assert_eq!(ids_of(&r.body), females, "{who}");
+        admin
+            .as_for(get.clone(), "Observation", None, who)
+            .await
+            .outcome(403);
+        // Writes: judged by the target's policy, authored by the admin, stamped for the target.
+        admin
+            .as_for(
+                reqwest::Method::POST,
+                "Patient",
+                Some(&json!({"resourceType": "Patient", "gender": "male"})),
+                who,
+            )
+            .await
+            .outcome(403);
+        let r = admin
+            .as_for(
+                reqwest::Method::POST,
+                "Patient",
+                Some(&json!({"resourceType": "Patient", "gender": "female"})),
+                who,
+            )
+            .await;
+        assert_eq!(r.status, 201, "{who}: {}", r.text);
+        females.push(id(&r.body));
+        assert_eq!(
+            r.body["meta"]["author"]["reference"],
+            format!("ClientApplication/{}", admin.client_id)
+        );
+        assert_eq!(
+            r.body["meta"]["onBehalfOf"]["reference"],
+            format!("ClientApplication/{}", target.client_id)
+        );
+    }
+    // Only admins may act for another; unknown or foreign targets are refused.
+    let other = Tenant::new(&srv).await;
+    let stranger = other.member(None, json!([]), false).await;
+    let refused = [
+        (&plain, by_membership.clone()),
+        (&target, format!("ProjectMembership/{}", admin.membership)),
+        (
+            &admin,
+            "ProjectMembership/00000000-0000-0000-0000-000000000000".to_owned(),
+        ),
+        (&admin, "Practitioner/nobody".to_owned()),
+        (&admin, "not a reference".to_owned()),
+        (&admin, format!("ProjectMembership/{}", stranger.membership)),
+    ];
+    for (who, value) in refused {
+        who.as_for(get.clone(), "Patient", None, &value)
+            .await
+            .outcome(403);
+    }
+    // A client cannot set meta.onBehalfOf itself.
+    let r = admin
+        .post(
+            "Patient",
+            &json!({"resourceType": "Patient",
+                "meta": {"onBehalfOf": {"reference": "Practitioner/spoofed"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r.body["meta"].get("onBehalfOf").is_none(), "{}", r.text);
+});
+
+e2e!(explain_tells_which_entry_decided, |srv| async move {
+    let t = Tenant::new(&srv).await;
+    let p = t.put(json!({"resourceType": "Patient"})).await;
+    let fin = t.put(observation(&id(&p), "final", "1")).await;
+    let draft = t.put(observation(&id(&p), "preliminary", "1")).await;
+    let target = t
+        .restricted(json!([
+            {"resourceType": "Observation", "criteria": "Observation?status=final",
+             "hiddenFields": ["valueQuantity"]},
+            {"resourceType": "Observation", "criteria": "Observation?nonsense=1"},
+        ]))
+        .await;
+    let admin = t.member(None, json!([]), true).await;
+    let ask = |query: String| {
+        format!(
+            "AccessPolicy/$explain?membership=ProjectMembership/{}&{query}",
+            target.membership
+        )
+    };
+    let param = |body: &Value, name: &str| -> Vec<Value> {
+        body["parameter"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["name"] == name)
+            .cloned()
+            .collect()
+    };
+    // Allowed: entry 0 decided, with its hidden field; what the target sees agrees.
+    let r = admin
+        .get(&ask(format!(
+            "interaction=read&resource=Observation/{}",
+            id(&fin)
+        )))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["resourceType"], "Parameters");
+    assert_eq!(
+        param(&r.body, "decision")[0]["valueCode"],
+        "allow",
+        "{}",
+        r.text
+    );
+    assert_eq!(param(&r.body, "decidedBy")[0]["valueInteger"], 0);
+    assert_eq!(
+        param(&r.body, "hiddenField")[0]["valueString"],
+        "valueQuantity"
+    );
+    let entries = param(&r.body, "entry");
+    assert_eq!(entries.len(), 2);
+    assert!(
+        entries[1].to_string().contains("unusable"),
+        "{}",
+        entries[1]
+    );
+    assert_eq!(
+        target
+            .get(&format!("Observation/{}", id(&fin)))
+            .await
+            .status,
+        200
+    );
+    // Denied: no entry's criteria match, and the target indeed cannot read it.
+    let r = admin
+        .get(&ask(format!(
+            "interaction=read&resource=Observation/{}",
+            id(&draft)
+        )))
+        .await;
+    assert_eq!(
+        param(&r.body, "decision")[0]["valueCode"],
+        "deny",
+        "{}",
+        r.text
+    );
+    assert!(
+        param(&r.body, "reason")[0]["valueString"]
+            .as_str()
+            .unwrap()
+            .contains("none of them"),
+        "{}",
+        r.text
+    );
+    target
+        .get(&format!("Observation/{}", id(&draft)))
+        .await
+        .outcome(404);
+    // Type level.
+    for (query, want) in [
+        ("interaction=read&resourceType=Patient", "deny"),
+        ("interaction=search&resourceType=Observation", "allow"),
+    ] {
+        let r = admin.get(&ask(query.into())).await;
+        assert_eq!(
+            param(&r.body, "decision")[0]["valueCode"],
+            want,
+            "{query}: {}",
+            r.text
+        );
+    }
+    // Only admins ask, about their own project; bad questions are 400.
+    target
+        .get(&ask("interaction=read&resourceType=Patient".into()))
+        .await
+        .outcome(403);
+    let other = Tenant::new(&srv).await;
+    let stranger = other.member(None, json!([]), false).await;
+    admin
+        .get(&format!(
+            "AccessPolicy/$explain?membership=ProjectMembership/{}&interaction=read&resourceType=Patient",
+            stranger.membership
+        ))
+        .await
+        .outcome(404);
+    admin
+        .get(&ask("resourceType=Patient".into()))
+        .await
+        .outcome(400);
+    admin
+        .get(&ask("interaction=read".into()))
+        .await
+        .outcome(400);
+    admin
+        .get(&ask("interaction=read&resource=Observation".into()))
+        .await
+        .outcome(400);
 });

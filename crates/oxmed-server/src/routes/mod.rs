@@ -92,6 +92,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Puts the caller into the request's extensions, or answers 401 (spec §2).
+/// Medplum's On-Behalf-Of header (spec §11).
+static ON_BEHALF_OF: header::HeaderName = header::HeaderName::from_static("x-medplum-on-behalf-of");
+
 pub(crate) async fn authenticate(
     State(state): State<AppState>,
     mut req: Request<Body>,
@@ -120,6 +123,18 @@ pub(crate) async fn authenticate(
             if !oxmed_auth::access::ip_allowed(&caller.access, addr) {
                 return crate::error::auth_outcome(&oxmed_auth::AuthFailure::Forbidden);
             }
+            let caller = match req.headers().get(&ON_BEHALF_OF) {
+                None => caller,
+                Some(value) => {
+                    let Ok(value) = value.to_str() else {
+                        return crate::error::auth_outcome(&oxmed_auth::AuthFailure::Forbidden);
+                    };
+                    match state.auth.on_behalf_of(&caller, value).await {
+                        Ok(acting) => acting,
+                        Err(e) => return crate::error::auth_outcome(&e),
+                    }
+                }
+            };
             req.extensions_mut().insert(caller);
             next.run(req).await
         }

@@ -84,6 +84,11 @@ impl<'a> Tenant<'a> {
         ((client_id, secret), id(&m))
     }
 
+    /// A client member, not an admin, whose policy has these `resource` entries.
+    pub async fn restricted(&self, entries: Value) -> Member<'a> {
+        self.member(Some(policy(entries)), json!([]), false).await
+    }
+
     /// A client member with this AccessPolicy (none: the membership has no policy) and these
     /// `access[].parameter` values.
     pub async fn member(
@@ -128,11 +133,36 @@ pub async fn token_response(srv: &TestServer, client_id: &str, secret: &str) -> 
 
 impl Member<'_> {
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Resp {
+        self.call_with(method, path, body, &[]).await
+    }
+
+    /// On behalf of the membership or profile `target` (`X-Medplum-On-Behalf-Of`).
+    pub async fn as_for(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        target: &str,
+    ) -> Resp {
+        self.call_with(method, path, body, &[("x-medplum-on-behalf-of", target)])
+            .await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let mut req = self
             .srv
             .plain
             .request(method.clone(), self.srv.url(path))
             .bearer_auth(&self.token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(b) = body {
             let ct = if method == reqwest::Method::PATCH {
                 "application/json-patch+json"

@@ -1,6 +1,7 @@
 //! The FHIR R4 REST API (hl7.org/fhir/R4/http.html) under `/fhir/R4`.
 
 mod capability;
+mod explain;
 mod history;
 mod interaction;
 mod search;
@@ -21,6 +22,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let authenticated = Router::new()
         .route("/", get(search::system).post(interaction::bundle))
         .route("/_history", get(history::system))
+        .route("/AccessPolicy/$explain", get(explain::explain))
         .route(
             "/{resource_type}",
             get(search::search_get)
