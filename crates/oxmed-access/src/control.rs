@@ -12,7 +12,11 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use oxmed_fhir::definitions::Definitions;
 use oxmed_fhir::fhirpath::{self, Expression};
-use oxmed_fhir::search::matching::{matches, patient_compartment_params};
+use oxmed_fhir::index::extract_only;
+use oxmed_fhir::index_value::IndexEntry;
+use oxmed_fhir::search::matching::{
+    codes_needed, matches, matches_with, patient_compartment_params,
+};
 use oxmed_fhir::search::parse::parse_criteria;
 use oxmed_fhir::search::{Clause, Condition, Restriction};
 use oxmed_fhir::search_parameter::SearchParameters;
@@ -49,6 +53,11 @@ pub struct Rule {
 impl Rule {
     /// Whether `resource` satisfies the criteria (Binary: always, spec §1.2).
     pub fn admits(&self, resource: &Value) -> bool {
+        self.admits_with(resource, None)
+    }
+
+    /// [`Rule::admits`] with the resource's index entries already extracted.
+    fn admits_with(&self, resource: &Value, entries: Option<&[IndexEntry]>) -> bool {
         if self.entry.resource_type == "Binary"
             || resource.get("resourceType").and_then(Value::as_str) == Some("Binary")
         {
@@ -57,7 +66,10 @@ impl Rule {
         match &self.criteria {
             Criteria::All => true,
             Criteria::Never(_) => false,
-            Criteria::Clauses(clauses) => matches(resource, clauses).unwrap_or(false),
+            Criteria::Clauses(clauses) => match entries {
+                Some(e) => matches_with(resource, e, clauses).unwrap_or(false),
+                None => matches(resource, clauses).unwrap_or(false),
+            },
         }
     }
 
@@ -82,6 +94,9 @@ pub struct TypeRules {
     /// The top-level elements that the criteria of the type's entries look at; `None` when
     /// that cannot be told (a parameter without an element path), so a resource is read whole.
     fields: Option<Vec<String>>,
+    /// The search parameters whose values the criteria of the type's entries read: extracted
+    /// once per decision, however many entries are tried.
+    codes: Vec<String>,
 }
 
 /// Adds the first element of each path `code`'s expression reads; `None` when it has none.
@@ -261,10 +276,17 @@ impl AccessControl {
         }
         let hides = rules.iter().any(|r| !r.entry.hidden_fields.is_empty());
         let fields = criteria_fields(resource_type, &rules);
+        let mut codes = Vec::new();
+        for r in &rules {
+            if let Criteria::Clauses(c) = &r.criteria {
+                codes_needed(resource_type, c, &mut codes);
+            }
+        }
         let built = Arc::new(TypeRules {
             rules,
             hides,
             fields,
+            codes,
         });
         let mut map = self.rules.write().unwrap_or_else(|e| e.into_inner());
         // Types are a closed set of names, but a caller picks them: bound the map anyway.
@@ -332,10 +354,17 @@ impl AccessControl {
             return None;
         }
         let rules = self.rules(resource_type);
-        let at = rules
-            .rules
-            .iter()
-            .position(|r| r.entry.allows(resource_type, interaction) && r.admits(resource))?;
+        let entries = std::cell::OnceCell::new();
+        let at = rules.rules.iter().position(|r| {
+            r.entry.allows(resource_type, interaction)
+                && r.admits_with(
+                    resource,
+                    Some(entries.get_or_init(|| {
+                        let codes: Vec<&str> = rules.codes.iter().map(String::as_str).collect();
+                        extract_only(resource, &codes)
+                    })),
+                )
+        })?;
         Some((rules, at))
     }
 

@@ -64,25 +64,48 @@ pub fn matches(resource: &Value, clauses: &[Clause]) -> Result<bool, MatchError>
     let entries = if clauses.iter().any(needs_entries) {
         // Only the parameters the conditions name: the same entries for them as `extract`
         // gives, at a fraction of the cost on a large resource.
-        let mut codes: Vec<&str> = Vec::new();
-        for clause in clauses {
-            for c in &clause.any {
-                match c {
-                    Condition::Param { code, .. } | Condition::Missing { code, .. } => {
-                        codes.push(code);
-                    }
-                    Condition::Compartment { .. } => codes.extend(
-                        patient_compartment_params(resource_type)
-                            .iter()
-                            .map(String::as_str),
-                    ),
-                    _ => {}
-                }
-            }
-        }
+        let mut codes = Vec::new();
+        codes_needed(resource_type, clauses, &mut codes);
+        let codes: Vec<&str> = codes.iter().map(String::as_str).collect();
         extract_only(resource, &codes)
     } else {
         Vec::new()
+    };
+    matches_with(resource, &entries, clauses)
+}
+
+/// Adds to `out` (once each) the search parameter codes whose index values deciding `clauses`
+/// on a resource of `resource_type` reads.
+pub fn codes_needed(resource_type: &str, clauses: &[Clause], out: &mut Vec<String>) {
+    let add = |code: &str, out: &mut Vec<String>| {
+        if !out.iter().any(|c| c == code) {
+            out.push(code.to_owned());
+        }
+    };
+    for c in clauses.iter().flat_map(|c| c.any.iter()) {
+        match c {
+            Condition::Param { code, .. } | Condition::Missing { code, .. } => add(code, out),
+            Condition::Compartment { .. } => {
+                for code in patient_compartment_params(resource_type) {
+                    add(code, out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// [`matches`] with the resource's index entries already extracted (at least those of
+/// [`codes_needed`]), for deciding several criteria on one resource with one extraction.
+pub fn matches_with(
+    resource: &Value,
+    entries: &[IndexEntry],
+    clauses: &[Clause],
+) -> Result<bool, MatchError> {
+    let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) else {
+        return Err(MatchError::NotAResource(
+            "the JSON has no resourceType".to_string(),
+        ));
     };
     let subject = Subject {
         resource_type,
@@ -92,8 +115,9 @@ pub fn matches(resource: &Value, clauses: &[Clause]) -> Result<bool, MatchError>
             .and_then(Value::as_str)
             .and_then(parse_date_range)
             .map(|(start, _)| start),
-        entries: &entries,
+        entries,
         now: now_micros(),
+        compartment_patients: std::cell::OnceCell::new(),
     };
     subject.all(clauses)
 }
@@ -113,6 +137,7 @@ pub fn matches_entries(
         last_updated: Some(last_updated_micros),
         entries,
         now: now_micros(),
+        compartment_patients: std::cell::OnceCell::new(),
     }
     .all(clauses)
 }
@@ -162,9 +187,12 @@ struct Subject<'a> {
     last_updated: Option<i64>,
     entries: &'a [IndexEntry],
     now: i64,
+    /// The Patients whose compartment the resource is in through its references, found once
+    /// however many compartments a clause lists.
+    compartment_patients: std::cell::OnceCell<Vec<&'a str>>,
 }
 
-impl Subject<'_> {
+impl<'a> Subject<'a> {
     fn all(&self, clauses: &[Clause]) -> Result<bool, MatchError> {
         let mut unknown = None;
         for clause in clauses {
@@ -190,6 +218,26 @@ impl Subject<'_> {
             }
         }
         unknown.map_or(Truth::False, Truth::Unknown)
+    }
+
+    /// See [`Subject::compartment_patients`]: the Patient ids of the reference values of the
+    /// parameters the Patient CompartmentDefinition lists for the type.
+    fn compartment_patients(&self) -> &[&'a str] {
+        self.compartment_patients.get_or_init(|| {
+            let codes = patient_compartment_params(self.resource_type);
+            self.entries
+                .iter()
+                .filter(|e| codes.contains(&e.code))
+                .filter_map(|e| match &e.value {
+                    IndexValue::Reference {
+                        target_type: Some(t),
+                        target_id: Some(i),
+                        ..
+                    } if t == "Patient" => Some(i.as_str()),
+                    _ => None,
+                })
+                .collect()
+        })
     }
 
     fn values<'s>(&'s self, code: &'s str) -> impl Iterator<Item = &'s IndexValue> + 's {
@@ -221,19 +269,7 @@ impl Subject<'_> {
                     ));
                 }
                 let is_itself = self.resource_type == "Patient" && self.id == Some(id.as_str());
-                let refers = patient_compartment_params(self.resource_type)
-                    .iter()
-                    .flat_map(|code| self.values(code))
-                    .any(|v| {
-                        matches!(
-                            v,
-                            IndexValue::Reference {
-                                target_type: Some(t),
-                                target_id: Some(i),
-                                ..
-                            } if t == "Patient" && i == id
-                        )
-                    });
+                let refers = self.compartment_patients().contains(&id.as_str());
                 (is_itself || refers).into()
             }
             Condition::Chain { reference_code, .. } => Truth::Unknown(format!(

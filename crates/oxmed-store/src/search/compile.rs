@@ -18,6 +18,7 @@ use oxmed_fhir::search::{
 };
 use oxmed_fhir::search_parameter::{SearchParamType, SearchParameter, SearchParameters};
 
+use super::render::CHECK_FILTER;
 use crate::StoreError;
 use crate::schema::{self, Dialect, INDEX_TABLES};
 use crate::sql::SqlValue;
@@ -758,8 +759,10 @@ impl<'a> Compiler<'a> {
         for (codes, group) in groups {
             let types = self.params.texts(group);
             let codes = self.params.texts(codes.iter().map(String::as_str));
+            // Several ids: filtered, not sought, when checked (see `render::CHECK_FILTER`).
+            let marker = if ids.len() > 1 { CHECK_FILTER } else { "" };
             let cond = format!(
-                "{{i}}.project {} AND {{i}}.resource_type IN {types} AND {{i}}.code IN {codes} AND {{i}}.target_id {id_test} AND {{i}}.target_type = 'Patient'",
+                "{{i}}.project {} AND {{i}}.resource_type IN {types} AND {{i}}.code IN {codes} AND {marker}{{i}}.target_id {id_test} AND {{i}}.target_type = 'Patient'",
                 self.project,
             );
             any.push(Pred::Set {

@@ -16,6 +16,22 @@
 use super::compile::{DRIVER_RANK, ID_RANK, Pred, Set};
 use crate::schema::Dialect;
 
+/// `{ck}` in an index condition marks a term that narrows the rows of a lookup without being
+/// worth a seek of its own when the set is checked row by row (a list of values: SQLite would
+/// seek once per value, inside every check). Driving, it is an ordinary term.
+pub(crate) const CHECK_FILTER: &str = "{ck}";
+
+fn driving(cond: &str, alias: &str) -> String {
+    cond.replace("{i}", alias).replace(CHECK_FILTER, "")
+}
+
+/// On SQLite the marked terms get a unary `+`, which keeps them out of the index lookup: the
+/// check seeks by `rid` and the other key columns and filters the resource's few rows.
+fn checking(cond: &str, alias: &str, sqlite: bool) -> String {
+    cond.replace("{i}", alias)
+        .replace(CHECK_FILTER, if sqlite { "+" } else { "" })
+}
+
 /// The conjuncts of `pred` (none for `true`).
 fn conjuncts(pred: &Pred) -> Vec<&Pred> {
     match pred {
@@ -124,7 +140,7 @@ impl Render {
         self.fenced = false;
         Some(OrderedDriver {
             table,
-            cond: cond.replace("{i}", "d"),
+            cond: driving(cond, "d"),
             early,
             late,
         })
@@ -220,7 +236,7 @@ impl Render {
                 let i = self.alias("i");
                 format!(
                     "SELECT {i}.rid FROM {table} {i} WHERE {}",
-                    cond.replace("{i}", &i)
+                    driving(cond, &i)
                 )
             }
             Set::Chain { cond, target, .. } => {
@@ -299,7 +315,7 @@ impl Render {
                 };
                 format!(
                     "EXISTS (SELECT 1 FROM {table} {i}{hint} WHERE {} AND {i}.rid = {row}.rid{})",
-                    cond.replace("{i}", &i),
+                    checking(cond, &i, sqlite),
                     self.fence()
                 )
             }
