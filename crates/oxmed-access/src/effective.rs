@@ -175,7 +175,17 @@ pub fn build(
     if project.super_admin {
         for t in PROJECT_ADMIN_TYPES {
             if !out.resource.iter().any(|e| e.resource_type == t) {
-                out.resource.push(entry(t));
+                // Beyond Medplum: a password hash or an MFA secret is never handed out, not
+                // even to a super admin (what they protect is the user's, not the server's).
+                let hidden = if t == "User" {
+                    names(&["passwordHash", "mfaSecret"])
+                } else {
+                    Vec::new()
+                };
+                out.resource.push(ResourceEntry {
+                    hidden_fields: hidden,
+                    ..entry(t)
+                });
             }
         }
     } else {

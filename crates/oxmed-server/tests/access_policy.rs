@@ -1031,3 +1031,54 @@ e2e!(explain_tells_which_entry_decided, |srv| async move {
         .await
         .outcome(400);
 });
+
+e2e!(password_hashes_are_never_read, |srv| async move {
+    // Even the super admin reads no password hash or MFA secret over FHIR, and cannot set one.
+    let created = srv
+        .create(&json!({"resourceType": "User", "email": "x@example.com",
+            "passwordHash": "$2b$04$abcdefghijklmnopqrstuv", "firstName": "X", "lastName": "Y"}))
+        .await;
+    let stored = srv
+        .auth
+        .repo()
+        .system_read("User", &id(&created))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !stored.content.contains("passwordHash"),
+        "{}",
+        stored.content
+    );
+    oxmed_auth::records::put(
+        srv.auth.repo(),
+        &stored.project,
+        json!({"resourceType": "User", "id": id(&created), "email": "x@example.com",
+            "firstName": "X", "lastName": "Y",
+            "passwordHash": "$2b$04$abcdefghijklmnopqrstuv", "mfaSecret": "MFASECRET"}),
+    )
+    .await
+    .unwrap();
+    let r = srv.get("User?email=x@example.com").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(ids_of(&r.body), vec![id(&created)]);
+    assert!(
+        !r.text.contains("passwordHash") && !r.text.contains("MFASECRET"),
+        "{}",
+        r.text
+    );
+    let one = srv.get(&format!("User/{}", id(&created))).await;
+    assert!(one.body.get("passwordHash").is_none(), "{}", one.text);
+    // A project admin likewise.
+    let t = Tenant::new(&srv).await;
+    t.put(
+        json!({"resourceType": "User", "email": "y@example.com", "passwordHash": "secret-hash",
+        "firstName": "Y", "lastName": "Z", "project": t.reference()}),
+    )
+    .await;
+    let admin = t.member(None, json!([]), true).await;
+    let r = admin.get("User").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("y@example.com"), "{}", r.text);
+    assert!(!r.text.contains("secret-hash"), "{}", r.text);
+});
