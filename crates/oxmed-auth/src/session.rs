@@ -76,12 +76,14 @@ impl Caller {
                 author: self.membership.profile.reference.clone(),
                 access: Some(target.access.clone()),
                 on_behalf_of: target.membership.profile.reference.clone(),
+                extended: false,
             },
             None => RequestContext {
                 project: self.project.id().to_owned(),
                 author: self.membership.profile.reference.clone(),
                 access: Some(self.access.clone()),
                 on_behalf_of: None,
+                extended: false,
             },
         }
     }

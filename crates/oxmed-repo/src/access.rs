@@ -51,8 +51,8 @@ fn not_found(r: &StoredResource) -> RepoError {
 }
 
 /// The live resource as the caller may see it: 404 when its content does not satisfy an entry
-/// allowing `interaction`, its hidden fields removed otherwise. A deletion has no content and
-/// passes as it is.
+/// allowing `interaction`, its hidden fields removed otherwise (and the extended-mode members of
+/// `meta`, see [`shown`]). A deletion has no content and passes as it is.
 pub(crate) fn view(
     ctx: &RequestContext,
     r: StoredResource,
@@ -62,11 +62,11 @@ pub(crate) fn view(
         return Ok(r);
     };
     if r.deleted || access.unconditional(&r.resource_type, interaction) {
-        return Ok(shown_with(access, r));
+        return Ok(shown(ctx, r));
     }
     if !access.hides_fields(&r.resource_type) {
         return if stored_can(access, &r, interaction)? {
-            Ok(r)
+            Ok(shown(ctx, r))
         } else {
             Err(not_found(&r))
         };
@@ -75,10 +75,9 @@ pub(crate) fn view(
     if !access.can(&value, interaction) {
         return Err(not_found(&r));
     }
-    if access.hide_fields(&mut value) {
-        return reserialized(r, &value);
-    }
-    Ok(r)
+    access.hide_fields(&mut value);
+    let r = reserialized(r, &value)?;
+    Ok(without_extended_meta(ctx, r))
 }
 
 /// Whether the caller may see this version under `interaction`.
@@ -111,17 +110,14 @@ fn stored_can(
         })
 }
 
-/// A resource the caller may see, its hidden fields removed.
+/// A resource the caller may see, its hidden fields removed, and, unless the request asked
+/// for extended mode, the members of `meta` only that mode shows.
 pub(crate) fn shown(ctx: &RequestContext, r: StoredResource) -> StoredResource {
-    match &ctx.access {
-        Some(a) => shown_with(a, r),
-        None => r,
-    }
-}
-
-fn shown_with(access: &AccessControl, r: StoredResource) -> StoredResource {
-    if r.deleted || !access.hides_fields(&r.resource_type) {
+    let Some(access) = &ctx.access else {
         return r;
+    };
+    if r.deleted || !access.hides_fields(&r.resource_type) {
+        return without_extended_meta(ctx, r);
     }
     let Ok(mut value) = serde_json::from_str::<Value>(&r.content) else {
         // Unreadable stored content is not shown at all rather than shown unfiltered.
@@ -130,13 +126,25 @@ fn shown_with(access: &AccessControl, r: StoredResource) -> StoredResource {
             ..r
         };
     };
-    if access.hide_fields(&mut value) {
-        reserialized(r.clone(), &value).unwrap_or(StoredResource {
+    access.hide_fields(&mut value);
+    match reserialized(r.clone(), &value) {
+        Ok(r) => without_extended_meta(ctx, r),
+        Err(_) => StoredResource {
             content: String::from("{}"),
             ..r
-        })
-    } else {
-        r
+        },
+    }
+}
+
+/// Non-extended mode (spec §1.3): `meta.project`, `meta.author`, ... removed unless the request
+/// says `X-Medplum: extended`.
+fn without_extended_meta(ctx: &RequestContext, r: StoredResource) -> StoredResource {
+    if ctx.extended || r.deleted {
+        return r;
+    }
+    match crate::extended::strip(&r.content) {
+        Some(content) => StoredResource { content, ..r },
+        None => r,
     }
 }
 

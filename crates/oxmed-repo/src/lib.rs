@@ -7,6 +7,7 @@ mod bundle;
 mod changes;
 mod conditional;
 mod error;
+mod extended;
 pub mod meta;
 mod search;
 mod system;
@@ -48,6 +49,8 @@ pub struct RequestContext {
     /// The profile the request acts for (`X-Medplum-On-Behalf-Of`), stamped as
     /// `meta.onBehalfOf` on writes; `author` stays the real caller.
     pub on_behalf_of: Option<String>,
+    /// `X-Medplum: extended`: responses keep `meta.project`, `meta.author`, ... (spec §1.3).
+    pub extended: bool,
 }
 
 impl RequestContext {
@@ -63,6 +66,7 @@ impl RequestContext {
             author: None,
             access: None,
             on_behalf_of: None,
+            extended: false,
         }
     }
 }

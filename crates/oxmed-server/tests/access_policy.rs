@@ -855,11 +855,11 @@ e2e!(on_behalf_of, |srv| async move {
             .await
             .outcome(403);
         let r = admin
-            .as_for(
+            .call_with(
                 reqwest::Method::POST,
                 "Patient",
                 Some(&json!({"resourceType": "Patient", "gender": "female"})),
-                who,
+                &[("x-medplum-on-behalf-of", who), ("x-medplum", "extended")],
             )
             .await;
         assert_eq!(r.status, 201, "{who}: {}", r.text);
@@ -1081,4 +1081,52 @@ e2e!(password_hashes_are_never_read, |srv| async move {
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.text.contains("y@example.com"), "{}", r.text);
     assert!(!r.text.contains("secret-hash"), "{}", r.text);
+});
+
+e2e!(extended_mode_shows_the_server_meta, |srv| async move {
+    let t = Tenant::new(&srv).await;
+    let m = t.member(None, json!([]), false).await;
+    let created = m
+        .post(
+            "Patient",
+            &json!({"resourceType": "Patient",
+        "meta": {"tag": [{"code": "kept"}]}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let path = format!("Patient/{}", id(&created.body));
+    // Without the header: no project, no author; the rest of meta is there.
+    for r in [
+        &created,
+        &m.get(&path).await,
+        &m.get(&format!("{path}/_history")).await,
+        &m.get("Patient").await,
+    ] {
+        assert_eq!(r.status / 100, 2, "{}", r.text);
+        assert!(
+            !r.text.contains("\"project\"") && !r.text.contains("\"author\""),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text.contains("versionId") && r.text.contains("kept"),
+            "{}",
+            r.text
+        );
+    }
+    // With it: both.
+    let r = m
+        .call_with(
+            reqwest::Method::GET,
+            &path,
+            None,
+            &[("x-medplum", "extended")],
+        )
+        .await;
+    assert_eq!(r.body["meta"]["project"], t.project.as_str(), "{}", r.text);
+    assert_eq!(
+        r.body["meta"]["author"]["reference"],
+        format!("ClientApplication/{}", m.client_id)
+    );
+    assert_eq!(r.body["meta"]["tag"][0]["code"], "kept");
 });

@@ -469,6 +469,7 @@ e2e!(client_credentials_and_basic_auth, |srv| async move {
             .post(srv.url("Patient"))
             .header("authorization", format!("Bearer {access}"))
             .header("content-type", "application/fhir+json")
+            .header("x-medplum", "extended")
             .body(json!({"resourceType": "Patient"}).to_string())
             .send()
             .await

@@ -27,11 +27,18 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Ctx {
         parts: &mut axum::http::request::Parts,
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
-        parts
+        let mut ctx = parts
             .extensions
             .get::<std::sync::Arc<oxmed_auth::Caller>>()
-            .map(|caller| Ctx(caller.request_context()))
-            .ok_or_else(ApiError::unauthorized)
+            .map(|caller| caller.request_context())
+            .ok_or_else(ApiError::unauthorized)?;
+        // Medplum's header for responses with the server's own meta members (spec §1.3).
+        ctx.extended = parts
+            .headers
+            .get("x-medplum")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("extended"));
+        Ok(Ctx(ctx))
     }
 }
 
