@@ -69,7 +69,7 @@ impl Repository {
         };
         let mut result = self
             .store
-            .search(&ctx.project, &request, restriction.as_deref())
+            .search_shared(&ctx.project, &request, restriction)
             .await?;
         if ctx.access.is_some() {
             result.matches = result

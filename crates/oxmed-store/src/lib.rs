@@ -27,6 +27,8 @@ pub use history::{HistoryCursor, HistoryQuery, HistoryScope};
 pub use op::{Decision, Lookup, NewVersion, Target, TxState, WriteOp, WriteOutcome};
 pub use search::SearchResult;
 
+use std::sync::Arc;
+
 use oxmed_fhir::search::{Clause, Restriction, SearchRequest};
 
 /// One stored version of a resource. `content` is the resource's JSON exactly as it is returned
@@ -127,9 +129,24 @@ impl Store {
         request: &SearchRequest,
         restriction: Option<&Restriction>,
     ) -> Result<SearchResult, StoreError> {
+        self.search_shared(project, request, restriction.map(|r| Arc::new(r.clone())))
+            .await
+    }
+
+    /// [`Store::search`] with a restriction the caller keeps (a session's policy): SQLite's
+    /// worker thread shares it instead of copying it for every search.
+    pub async fn search_shared(
+        &self,
+        project: &str,
+        request: &SearchRequest,
+        restriction: Option<Arc<Restriction>>,
+    ) -> Result<SearchResult, StoreError> {
         match self {
             Store::Sqlite(s) => s.search(Some(project), request, restriction).await,
-            Store::Postgres(s) => s.search(Some(project), request, restriction).await,
+            Store::Postgres(s) => {
+                s.search(Some(project), request, restriction.as_deref())
+                    .await
+            }
         }
     }
 
@@ -141,7 +158,10 @@ impl Store {
         restriction: Option<&Restriction>,
     ) -> Result<SearchResult, StoreError> {
         match self {
-            Store::Sqlite(s) => s.search(None, request, restriction).await,
+            Store::Sqlite(s) => {
+                s.search(None, request, restriction.map(|r| Arc::new(r.clone())))
+                    .await
+            }
             Store::Postgres(s) => s.search(None, request, restriction).await,
         }
     }

@@ -156,14 +156,13 @@ impl SqliteStore {
         &self,
         project: Option<&str>,
         request: &SearchRequest,
-        restriction: Option<&Restriction>,
+        restriction: Option<Arc<Restriction>>,
     ) -> Result<SearchResult, StoreError> {
         let keys = self.inner.keys.clone();
         let project = project.map(str::to_owned);
         let request = request.clone();
-        let restriction = restriction.cloned();
         self.blocking(move |c| {
-            let restriction = restriction.as_ref();
+            let restriction = restriction.as_deref();
             let key = match &project {
                 None => None,
                 Some(project) => match project_key(c, &keys, project)? {
