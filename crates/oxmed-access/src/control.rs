@@ -89,8 +89,8 @@ impl Rule {
 #[derive(Debug, Default)]
 pub struct TypeRules {
     pub rules: Vec<Rule>,
-    /// Some entry of the type hides a field: results must be looked at.
-    hides: bool,
+    /// Every field some entry of the type hides, once each: when empty, results need no look.
+    hidden: Vec<String>,
     /// The top-level elements that the criteria of the type's entries look at; `None` when
     /// that cannot be told (a parameter without an element path), so a resource is read whole.
     fields: Option<Vec<String>>,
@@ -274,7 +274,10 @@ impl AccessControl {
                 constraints: constraints_of(entry),
             });
         }
-        let hides = rules.iter().any(|r| !r.entry.hidden_fields.is_empty());
+        let mut hidden = Vec::new();
+        for f in rules.iter().flat_map(|r| r.entry.hidden_fields.iter()) {
+            add_field(&mut hidden, f);
+        }
         let fields = criteria_fields(resource_type, &rules);
         let mut codes = Vec::new();
         for r in &rules {
@@ -284,7 +287,7 @@ impl AccessControl {
         }
         let built = Arc::new(TypeRules {
             rules,
-            hides,
+            hidden,
             fields,
             codes,
         });
@@ -407,24 +410,12 @@ impl AccessControl {
 
     /// Whether some entry of the type hides a field, so that read results must be filtered.
     pub fn hides_fields(&self, resource_type: &str) -> bool {
-        self.rules(resource_type).hides
+        !self.rules(resource_type).hidden.is_empty()
     }
 
     /// Every field some entry of the type hides: what searches on the type may not look at.
     pub fn hidden_paths(&self, resource_type: &str) -> Vec<String> {
-        let rules = self.rules(resource_type);
-        if !rules.hides {
-            return Vec::new();
-        }
-        let mut out: Vec<String> = Vec::new();
-        for r in &rules.rules {
-            for f in &r.entry.hidden_fields {
-                if !out.contains(f) {
-                    out.push(f.clone());
-                }
-            }
-        }
-        out
+        self.rules(resource_type).hidden.clone()
     }
 
     /// Removes the fields hidden from the reader: those of the first entry the resource
@@ -439,16 +430,12 @@ impl AccessControl {
             return false;
         };
         let rules = self.rules(&resource_type);
-        if !rules.hides {
+        if rules.hidden.is_empty() {
             return false;
         }
         let paths: Vec<String> = match self.satisfied(resource, Interaction::Read) {
             Some((rules, at)) => rules.rules[at].entry.hidden_fields.clone(),
-            None => rules
-                .rules
-                .iter()
-                .flat_map(|r| r.entry.hidden_fields.iter().cloned())
-                .collect(),
+            None => rules.hidden.clone(),
         };
         let mut removed = false;
         for p in &paths {

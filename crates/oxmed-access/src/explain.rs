@@ -65,12 +65,8 @@ impl AccessControl {
             .collect();
         let verb = interaction.as_str();
         let mut out = Explanation {
-            allowed: false,
-            reason: String::new(),
-            decided_by: None,
             entries,
-            hidden_fields: Vec::new(),
-            readonly_fields: Vec::new(),
+            ..Explanation::denied(String::new())
         };
         if PROTECTED_TYPES.contains(&resource_type) && !self.is_super_admin() {
             out.reason = format!("{resource_type} is for super admins only");
@@ -116,6 +112,18 @@ impl AccessControl {
 }
 
 impl Explanation {
+    /// A denial for `reason`, no entry looked at.
+    pub fn denied(reason: String) -> Explanation {
+        Explanation {
+            allowed: false,
+            reason,
+            decided_by: None,
+            entries: Vec::new(),
+            hidden_fields: Vec::new(),
+            readonly_fields: Vec::new(),
+        }
+    }
+
     /// As a FHIR `Parameters` resource.
     pub fn to_parameters(&self) -> Value {
         let mut parameter = vec![

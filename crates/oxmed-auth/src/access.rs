@@ -151,7 +151,7 @@ impl Auth {
         resource_id: Option<&str>,
         interaction: oxmed_access::Interaction,
     ) -> Result<oxmed_access::explain::Explanation> {
-        if !(caller.is_project_admin() || caller.is_super_admin()) {
+        if !caller.is_admin() {
             return Err(AuthFailure::Forbidden);
         }
         let id = membership_ref
@@ -172,14 +172,9 @@ impl Auth {
         };
         Ok(match self.access_control(&membership, &project).await? {
             Ok(access) => access.explain(resource_type, resource.as_ref(), interaction),
-            Err(e) => oxmed_access::explain::Explanation {
-                allowed: false,
-                reason: format!("the membership's policy cannot be built: {e}"),
-                decided_by: None,
-                entries: Vec::new(),
-                hidden_fields: Vec::new(),
-                readonly_fields: Vec::new(),
-            },
+            Err(e) => oxmed_access::explain::Explanation::denied(format!(
+                "the membership's policy cannot be built: {e}"
+            )),
         })
     }
 }

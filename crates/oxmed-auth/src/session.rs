@@ -69,22 +69,26 @@ impl Caller {
         self.project.is_super_admin()
     }
 
+    /// A project admin or a super admin: who may act for another member or ask why one may
+    /// do something.
+    pub fn is_admin(&self) -> bool {
+        self.is_project_admin() || self.is_super_admin()
+    }
+
     pub fn request_context(&self) -> RequestContext {
-        match &self.on_behalf_of {
-            Some(target) => RequestContext {
-                project: self.project.id().to_owned(),
-                author: self.membership.profile.reference.clone(),
-                access: Some(target.access.clone()),
-                on_behalf_of: target.membership.profile.reference.clone(),
-                extended: false,
-            },
-            None => RequestContext {
-                project: self.project.id().to_owned(),
-                author: self.membership.profile.reference.clone(),
-                access: Some(self.access.clone()),
-                on_behalf_of: None,
-                extended: false,
-            },
+        let (access, on_behalf_of) = match &self.on_behalf_of {
+            Some(target) => (
+                target.access.clone(),
+                target.membership.profile.reference.clone(),
+            ),
+            None => (self.access.clone(), None),
+        };
+        RequestContext {
+            project: self.project.id().to_owned(),
+            author: self.membership.profile.reference.clone(),
+            access: Some(access),
+            on_behalf_of,
+            extended: false,
         }
     }
 }
@@ -483,7 +487,7 @@ impl Auth {
     /// admins and super admins may; anything else, or a target that is not an active member of
     /// the caller's project, is 403.
     pub async fn on_behalf_of(&self, caller: &Caller, value: &str) -> Result<Arc<Caller>> {
-        if !(caller.is_project_admin() || caller.is_super_admin()) {
+        if !caller.is_admin() {
             return Err(AuthFailure::Forbidden);
         }
         let key = format!("{}|{}", caller.project_id(), value.trim());
@@ -505,22 +509,30 @@ impl Auth {
 
     async fn load_target(&self, caller: &Caller, value: &str) -> Result<Option<Target>> {
         let project = caller.project_id();
+        // The header is the caller's: anything but a `Type/id` reference names no member.
+        let Some((target_type, target_id)) = value.split_once('/') else {
+            return Ok(None);
+        };
+        if oxmed_repo::Repository::check_type(target_type).is_err()
+            || oxmed_repo::Repository::check_id(target_id).is_err()
+        {
+            return Ok(None);
+        }
         let membership_id = match value.strip_prefix("ProjectMembership/") {
             Some(id) => id.to_owned(),
             None => {
-                let Some((m, _)) = self
+                let found = self
                     .repo()
                     .system_find_one(
                         Scope::Project(project),
                         "ProjectMembership",
                         &[("profile", value)],
                     )
-                    .await
-                    .unwrap_or(None)
-                else {
-                    return Ok(None);
-                };
-                m.id
+                    .await;
+                match found? {
+                    Some((m, _)) => m.id,
+                    None => return Ok(None),
+                }
             }
         };
         let Some((membership, target_project)) =

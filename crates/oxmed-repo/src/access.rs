@@ -11,7 +11,8 @@ use oxmed_fhir::search_parameter::SearchParameters;
 use oxmed_store::StoredResource;
 use serde_json::Value;
 
-use crate::{RepoError, RequestContext};
+use crate::system::not_json;
+use crate::{RepoError, RequestContext, parse_stored};
 
 /// 403 unless the policy allows `interaction` on the type at all.
 pub(crate) fn require_type(
@@ -23,15 +24,6 @@ pub(crate) fn require_type(
         Some(a) if !a.allows_type(resource_type, interaction) => Err(RepoError::Forbidden),
         _ => Ok(()),
     }
-}
-
-pub(crate) fn parse(r: &StoredResource) -> Result<Value, RepoError> {
-    serde_json::from_str(&r.content).map_err(|e| {
-        RepoError::Internal(format!(
-            "stored {}/{} is not JSON: {e}",
-            r.resource_type, r.id
-        ))
-    })
 }
 
 /// A deleted resource: 410, unless the caller sees the type only through criteria, which a
@@ -71,13 +63,11 @@ pub(crate) fn view(
             Err(not_found(&r))
         };
     }
-    let mut value = parse(&r)?;
+    let value = parse_stored(&r)?;
     if !access.can(&value, interaction) {
         return Err(not_found(&r));
     }
-    access.hide_fields(&mut value);
-    let r = reserialized(r, &value)?;
-    Ok(without_extended_meta(ctx, r))
+    hidden_and_stripped(ctx, access, r, value)
 }
 
 /// Whether the caller may see this version under `interaction`.
@@ -102,12 +92,7 @@ fn stored_can(
 ) -> Result<bool, RepoError> {
     access
         .can_stored(&r.resource_type, &r.content, interaction)
-        .map_err(|e| {
-            RepoError::Internal(format!(
-                "stored {}/{} is not JSON: {e}",
-                r.resource_type, r.id
-            ))
-        })
+        .map_err(|e| not_json(r, &e))
 }
 
 /// A resource the caller may see, its hidden fields removed, and, unless the request asked
@@ -119,21 +104,30 @@ pub(crate) fn shown(ctx: &RequestContext, r: StoredResource) -> StoredResource {
     if r.deleted || !access.hides_fields(&r.resource_type) {
         return without_extended_meta(ctx, r);
     }
-    let Ok(mut value) = serde_json::from_str::<Value>(&r.content) else {
+    let shown =
+        parse_stored(&r).and_then(|value| hidden_and_stripped(ctx, access, r.clone(), value));
+    shown.unwrap_or_else(|e| {
         // Unreadable stored content is not shown at all rather than shown unfiltered.
-        return StoredResource {
+        tracing::error!(error = %e, "a stored resource could not be filtered for its reader");
+        StoredResource {
             content: String::from("{}"),
             ..r
-        };
-    };
+        }
+    })
+}
+
+/// `value` (the parsed `r`) with the reader's hidden fields removed, as the content of `r`,
+/// without the extended-mode members of `meta` unless asked for.
+fn hidden_and_stripped(
+    ctx: &RequestContext,
+    access: &AccessControl,
+    r: StoredResource,
+    mut value: Value,
+) -> Result<StoredResource, RepoError> {
     access.hide_fields(&mut value);
-    match reserialized(r.clone(), &value) {
-        Ok(r) => without_extended_meta(ctx, r),
-        Err(_) => StoredResource {
-            content: String::from("{}"),
-            ..r
-        },
-    }
+    let content = serde_json::to_string(&value)
+        .map_err(|e| RepoError::Internal(format!("cannot serialise a resource: {e}")))?;
+    Ok(without_extended_meta(ctx, StoredResource { content, ..r }))
 }
 
 /// Non-extended mode (spec §1.3): `meta.project`, `meta.author`, ... removed unless the request
@@ -146,12 +140,6 @@ fn without_extended_meta(ctx: &RequestContext, r: StoredResource) -> StoredResou
         Some(content) => StoredResource { content, ..r },
         None => r,
     }
-}
-
-fn reserialized(r: StoredResource, value: &Value) -> Result<StoredResource, RepoError> {
-    let content = serde_json::to_string(value)
-        .map_err(|e| RepoError::Internal(format!("cannot serialise a resource: {e}")))?;
-    Ok(StoredResource { content, ..r })
 }
 
 /// 403 when a search would look at a field the caller's policy hides, through a filter, a sort

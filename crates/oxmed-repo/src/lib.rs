@@ -196,9 +196,9 @@ impl Repository {
         }
     }
 
-    /// For vread and instance history under a policy: the current version must be readable
-    /// (404 otherwise, also for a resource of another project) and allow `interaction` (403).
-    /// A deleted resource's old versions are judged by themselves.
+    /// For vread and instance history: the current version must be of the caller's project and,
+    /// under a policy, readable (404 otherwise) and allow `interaction` (403). A deleted
+    /// resource's old versions are judged by themselves.
     async fn current_for(
         &self,
         ctx: &RequestContext,
@@ -236,16 +236,9 @@ impl Repository {
                 Self::check_type(t)?;
                 Self::check_id(id)?;
                 access::require_type(ctx, t, Interaction::History)?;
-                if ctx.access.is_some() {
-                    self.current_for(ctx, t, id, Interaction::History).await?;
-                } else {
-                    // Existence and project come from the current row: a resource of another
-                    // project has no history for this caller.
-                    match self.store.read(t, id).await? {
-                        Some(r) if r.project == ctx.project => {}
-                        _ => return Err(RepoError::NotFound(format!("{t}/{id} not found"))),
-                    }
-                }
+                // Existence and project come from the current row: a resource of another
+                // project has no history for this caller.
+                self.current_for(ctx, t, id, Interaction::History).await?;
             }
             HistoryScope::Type(t) => {
                 Self::check_type(t)?;

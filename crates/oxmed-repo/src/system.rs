@@ -74,12 +74,15 @@ impl Repository {
 
 /// A stored resource's JSON.
 pub fn parse_stored(r: &StoredResource) -> Result<Value, RepoError> {
-    serde_json::from_str(&r.content).map_err(|e| {
-        RepoError::Internal(format!(
-            "stored {}/{} is not JSON: {e}",
-            r.resource_type, r.id
-        ))
-    })
+    serde_json::from_str(&r.content).map_err(|e| not_json(r, &e))
+}
+
+/// The fault of stored content that does not parse.
+pub(crate) fn not_json(r: &StoredResource, e: &serde_json::Error) -> RepoError {
+    RepoError::Internal(format!(
+        "stored {}/{} is not JSON: {e}",
+        r.resource_type, r.id
+    ))
 }
 
 fn system_request(resource_type: &str, query: &[(&str, &str)]) -> Result<SearchRequest, RepoError> {

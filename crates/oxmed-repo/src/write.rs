@@ -150,7 +150,7 @@ pub(crate) fn prepare(
     links: Option<BundleLinks>,
 ) -> Result<Prepared, RepoError> {
     let project = ctx.project.clone();
-    let author = Who {
+    let who = Who {
         author: ctx.author.clone(),
         on_behalf_of: ctx.on_behalf_of.clone(),
     };
@@ -205,7 +205,7 @@ pub(crate) fn prepare(
                 let mut resource = resource;
                 resolve_links(&mut resource, &rt, &id, state, &links)?;
                 let guard = Guard::new(access.as_deref(), None);
-                let v = new_version(resource, &rt, &id, state, &project, &author, &guard)?;
+                let v = new_version(resource, &rt, &id, state, &project, &who, &guard)?;
                 Ok(Decision::Write(v))
             });
             Ok(Prepared {
@@ -252,7 +252,7 @@ pub(crate) fn prepare(
                     state,
                     &links,
                     &project,
-                    &author,
+                    &who,
                     access.as_deref(),
                 )
             });
@@ -309,7 +309,7 @@ pub(crate) fn prepare(
                     state,
                     &links,
                     &project,
-                    &author,
+                    &who,
                     access.as_deref(),
                 )
             });
@@ -369,7 +369,7 @@ pub(crate) fn prepare(
                     state,
                     &links,
                     &project,
-                    &author,
+                    &who,
                     access.as_deref(),
                 )
             });
@@ -561,7 +561,7 @@ fn update_decision(
     state: &mut TxState,
     links: &Option<BundleLinks>,
     project: &str,
-    author: &Who,
+    who: &Who,
     access: Option<&AccessControl>,
 ) -> Result<Decision, BoxError> {
     let mut resource = resource;
@@ -584,7 +584,7 @@ fn update_decision(
         return Ok(Decision::Keep);
     }
     let guard = Guard::new(access, before.as_ref());
-    let v = new_version(resource, resource_type, id, state, project, author, &guard)?;
+    let v = new_version(resource, resource_type, id, state, project, who, &guard)?;
     Ok(Decision::Write(v))
 }
 

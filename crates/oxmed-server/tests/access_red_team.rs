@@ -99,6 +99,22 @@ async fn system_write(w: &World<'_>, request: WriteRequest) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Gives an Observation a new status, as the server.
+async fn set_status(w: &World<'_>, observation: &Value, status: &str) {
+    let mut changed = observation.clone();
+    changed["status"] = json!(status);
+    system_write(
+        w,
+        WriteRequest::Update {
+            resource_type: "Observation".into(),
+            id: id(observation),
+            resource: changed,
+            if_match: None,
+        },
+    )
+    .await;
+}
+
 e2e!(includes_bring_nothing_hidden, |srv| async move {
     let w = world(&srv).await;
     let m = &w.m;
@@ -222,18 +238,7 @@ e2e!(history_and_vread_show_only_what_matches, |srv| async move {
     let w = world(&srv).await;
     let m = &w.m;
     // Alice's draft becomes final: visible now, but its draft version stays out of history.
-    let mut now_final = w.alice_draft.clone();
-    now_final["status"] = json!("final");
-    system_write(
-        &w,
-        WriteRequest::Update {
-            resource_type: "Observation".into(),
-            id: id(&w.alice_draft),
-            resource: now_final,
-            if_match: None,
-        },
-    )
-    .await;
+    set_status(&w, &w.alice_draft, "final").await;
     let h = m
         .get(&format!("Observation/{}/_history", id(&w.alice_draft)))
         .await;
@@ -258,18 +263,7 @@ e2e!(history_and_vread_show_only_what_matches, |srv| async move {
     .outcome(404);
     // Alice's final Observation is amended out of the view: its old, once visible version is
     // no longer readable either.
-    let mut out = w.alice_final.clone();
-    out["status"] = json!("entered-in-error");
-    system_write(
-        &w,
-        WriteRequest::Update {
-            resource_type: "Observation".into(),
-            id: id(&w.alice_final),
-            resource: out,
-            if_match: None,
-        },
-    )
-    .await;
+    set_status(&w, &w.alice_final, "entered-in-error").await;
     let v1 = w.alice_final["meta"]["versionId"].as_str().unwrap();
     m.get(&format!("Observation/{}/_history/{v1}", id(&w.alice_final)))
         .await

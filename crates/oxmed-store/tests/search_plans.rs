@@ -80,6 +80,22 @@ struct Case {
     restriction: Option<oxmed_fhir::search::Restriction>,
 }
 
+/// An access policy's view: the Observations in the compartments of these Patients.
+fn observations_of(patients: &[String]) -> oxmed_fhir::search::Restriction {
+    let any = patients
+        .iter()
+        .map(|p| Condition::Compartment {
+            compartment_type: "Patient".into(),
+            id: p.clone(),
+        })
+        .collect();
+    oxmed_fhir::search::Restriction {
+        types: [("Observation".to_owned(), vec![vec![Clause { any }]])]
+            .into_iter()
+            .collect(),
+    }
+}
+
 fn cases(backend: Backend) -> Vec<Case> {
     let sqlite = backend == Backend::Sqlite;
     // Patients named Smith, and Patients with an Observation of code C17.
@@ -189,17 +205,7 @@ fn cases(backend: Backend) -> Vec<Case> {
             expected: 1,
             must: vec![reference_key],
             must_not: no_scan.clone(),
-            restriction: Some(oxmed_fhir::search::Restriction {
-                types: [(
-                    "Observation".to_owned(),
-                    vec![vec![one(Condition::Compartment {
-                        compartment_type: "Patient".into(),
-                        id: "p42".into(),
-                    })]],
-                )]
-                .into_iter()
-                .collect(),
-            }),
+            restriction: Some(observations_of(&["p42".to_owned()])),
         },
         Case {
             // An access policy letting the caller see the Observations of 100 Patients (issue
@@ -209,21 +215,9 @@ fn cases(backend: Backend) -> Vec<Case> {
             expected: 1,
             must: vec![reference_key],
             must_not: no_scan.clone(),
-            restriction: Some(oxmed_fhir::search::Restriction {
-                types: [(
-                    "Observation".to_owned(),
-                    vec![vec![Clause {
-                        any: (1200..1300)
-                            .map(|i| Condition::Compartment {
-                                compartment_type: "Patient".into(),
-                                id: format!("p{i}"),
-                            })
-                            .collect(),
-                    }]],
-                )]
-                .into_iter()
-                .collect(),
-            }),
+            restriction: Some(observations_of(
+                &(1200..1300).map(|i| format!("p{i}")).collect::<Vec<_>>(),
+            )),
         },
         Case {
             name: "Observation?subject=Patient/p1234&code=http://loinc.org|8867-4",

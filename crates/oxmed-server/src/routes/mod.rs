@@ -91,10 +91,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Puts the caller into the request's extensions, or answers 401 (spec §2).
 /// Medplum's On-Behalf-Of header (spec §11).
 static ON_BEHALF_OF: header::HeaderName = header::HeaderName::from_static("x-medplum-on-behalf-of");
 
+/// Puts the caller into the request's extensions, or answers 401 (spec §2); 403 when its IP
+/// rules refuse the address or it may not act for the On-Behalf-Of target it names.
 pub(crate) async fn authenticate(
     State(state): State<AppState>,
     mut req: Request<Body>,
