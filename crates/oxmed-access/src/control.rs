@@ -112,6 +112,17 @@ fn add_param_fields(resource_type: &str, code: &str, out: &mut Vec<String>) -> O
     Some(())
 }
 
+/// Fields handed to no caller over FHIR, whatever its policy, super admins included: the
+/// private members of the server's signing keys, and the secrets of sign-in sessions (stored as
+/// digests, still nobody's to read). The server's own reads are not policed and keep them.
+fn secret_fields(resource_type: &str) -> &'static [&'static str] {
+    match resource_type {
+        "JsonWebKey" => &["d", "p", "q", "dp", "dq", "qi"],
+        "Login" => &["code", "cookie", "refreshSecret"],
+        _ => &[],
+    }
+}
+
 fn add_field(out: &mut Vec<String>, field: &str) {
     if !out.iter().any(|f| f == field) {
         out.push(field.to_owned());
@@ -133,8 +144,10 @@ fn criteria_fields(resource_type: &str, rules: &[Rule]) -> Option<Vec<String>> {
                     add_param_fields(resource_type, code, &mut out)?;
                 }
                 Condition::Compartment { .. } => {
-                    // The Patient compartment of a Patient is the Patient itself, by id.
+                    // The Patient compartment of a Patient is the Patient itself, by id; any
+                    // compartment may be one of the resource's accounts, in its meta.
                     add_field(&mut out, "id");
+                    add_field(&mut out, "meta");
                     for code in patient_compartment_params(resource_type) {
                         add_param_fields(resource_type, code, &mut out)?;
                     }
@@ -267,11 +280,19 @@ impl AccessControl {
             if !applies {
                 continue;
             }
+            let criteria = criteria_of(entry, resource_type);
+            let constraints = constraints_of(entry);
+            let mut entry = entry.clone();
+            for f in secret_fields(resource_type) {
+                if !entry.hidden_fields.iter().any(|h| h == f) {
+                    entry.hidden_fields.push((*f).to_owned());
+                }
+            }
             rules.push(Rule {
                 index,
-                entry: entry.clone(),
-                criteria: criteria_of(entry, resource_type),
-                constraints: constraints_of(entry),
+                entry,
+                criteria,
+                constraints,
             });
         }
         let mut hidden = Vec::new();

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use oxmed_access::{AccessControl, AccessError, MembershipAccess, PolicyGrant, ProjectAccess};
-use oxmed_repo::parse_stored;
+use oxmed_repo::{LinkedProject, ProjectView, parse_stored};
 use serde_json::Value;
 
 use crate::failure::{AuthFailure, Result};
@@ -44,6 +44,44 @@ fn linked_projects(project: &Project) -> Vec<String> {
 }
 
 impl Auth {
+    /// What a member of `project` reads beyond it (spec §8.2, §8.3): every project for a super
+    /// admin, else the projects it links to that still exist, each for the types it exports.
+    pub(crate) async fn project_view(&self, project: &Project) -> Result<ProjectView> {
+        if project.is_super_admin() {
+            return Ok(ProjectView::All);
+        }
+        let ids = linked_projects(project);
+        if ids.is_empty() {
+            return Ok(ProjectView::Own);
+        }
+        let mut links = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(stored) = self.repo().system_read("Project", &id).await? else {
+                continue;
+            };
+            if stored.deleted || id == project.id() {
+                continue;
+            }
+            let exported: Vec<String> = parse_stored(&stored)?
+                .get("exportedResourceType")
+                .and_then(Value::as_array)
+                .map(|types| {
+                    types
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            links.push(LinkedProject {
+                id,
+                // Medplum: a project that lists no type exports every type.
+                exported: (!exported.is_empty()).then_some(exported),
+            });
+        }
+        Ok(ProjectView::Linked(links.into()))
+    }
+
     /// The effective policy of a membership, or why it cannot be built.
     pub async fn access_control(
         &self,

@@ -249,6 +249,11 @@ impl Project {
     pub fn is_super_admin(&self) -> bool {
         self.super_admin == Some(true)
     }
+
+    /// `checkReferencesOnWrite` (spec §8.1).
+    pub fn checks_references(&self) -> bool {
+        self.rest.get("checkReferencesOnWrite") == Some(&serde_json::Value::Bool(true))
+    }
 }
 
 resource_view!(ClientApplication, "client_type", {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use oxmed_access::AccessControl;
-use oxmed_repo::{Change, RequestContext, Scope, parse_stored};
+use oxmed_repo::{Change, ProjectView, RequestContext, Scope, parse_stored};
 
 use crate::claims::AccessClaims;
 use crate::failure::{AuthFailure, Result};
@@ -39,6 +39,9 @@ pub struct Caller {
     /// The membership this request acts for (`X-Medplum-On-Behalf-Of`, spec §11): its policy
     /// governs the request, while the caller stays the author.
     pub on_behalf_of: Option<Arc<OnBehalfOf>>,
+    /// The projects the caller reads beyond its own (linked projects; every project for a
+    /// super admin).
+    pub view: ProjectView,
 }
 
 /// A resolved On-Behalf-Of target, shared by the requests that name it.
@@ -89,6 +92,8 @@ impl Caller {
             access: Some(access),
             on_behalf_of,
             extended: false,
+            view: self.view.clone(),
+            check_references: self.project.checks_references(),
         }
     }
 }
@@ -318,6 +323,7 @@ impl Auth {
                     return Ok(Session::Invalid);
                 };
                 let access = self.session_access(&membership, &project).await?;
+                let view = self.project_view(&project).await?;
                 Ok(Session::Active(Arc::new(Caller {
                     login_id: claims.login_id.clone(),
                     auth_method: login.auth_method.clone(),
@@ -328,6 +334,7 @@ impl Auth {
                     scope: login.scope.clone().unwrap_or_default(),
                     access,
                     on_behalf_of: None,
+                    view,
                 })))
             }
             Ok(None) => {
@@ -446,6 +453,7 @@ impl Auth {
             return Ok(None);
         };
         let access = self.session_access(&membership, &project).await?;
+        let view = self.project_view(&project).await?;
         let caller = Caller {
             login_id: String::new(),
             auth_method: "client".into(),
@@ -456,6 +464,7 @@ impl Auth {
             scope: "openid".into(),
             access,
             on_behalf_of: None,
+            view,
         };
         Ok(Some(Arc::new((client, caller))))
     }

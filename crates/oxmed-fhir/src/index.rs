@@ -82,7 +82,43 @@ fn extract_filtered(
             });
         }
     }
+    if wanted(ACCOUNT_CODE) {
+        accounts(resource, &mut entries);
+    }
     entries
+}
+
+/// The code of the index entries of a resource's accounts (`meta.account`, `meta.accounts`):
+/// the compartments it belongs to besides the Patient's, which `_compartment` searches. No
+/// search parameter has a code starting with `_` that is not a special one.
+pub const ACCOUNT_CODE: &str = "_account";
+
+/// The account References of a resource's `meta`: `account`, then each of `accounts`.
+pub fn account_references(meta: &Value) -> impl Iterator<Item = &Value> {
+    let one = meta.get("account").into_iter();
+    let many = meta
+        .get("accounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    one.chain(many)
+}
+
+fn accounts(resource: &Value, entries: &mut Vec<IndexEntry>) {
+    let Some(meta) = resource.get("meta") else {
+        return;
+    };
+    let mut values = Vec::new();
+    for r in account_references(meta) {
+        convert(SearchParamType::Reference, &Node::new(r), &mut values);
+    }
+    dedup(&mut values);
+    for value in values {
+        entries.push(IndexEntry {
+            code: ACCOUNT_CODE.to_owned(),
+            value,
+        });
+    }
 }
 
 /// The index values of one node for a parameter of type `kind`, appended to `out`.

@@ -774,16 +774,26 @@ fn patient_compartment() {
             ("_compartment=Patient/11", false),
         ],
     );
+    // Any type's compartment: the resource's accounts (`meta.account`, `meta.accounts`).
     let other = vec![Clause {
         any: vec![Condition::Compartment {
             compartment_type: "Practitioner".into(),
             id: "1".into(),
         }],
     }];
-    assert!(matches!(
-        matches(&o, &other),
-        Err(MatchError::Unsupported(_))
-    ));
+    assert_eq!(matches(&o, &other), Ok(false));
+    let in_accounts = json!({"resourceType": "Observation",
+        "meta": {"account": {"reference": "Organization/1"},
+            "accounts": [{"reference": "Practitioner/1"}, {"reference": "Patient/12"}]}});
+    assert_eq!(matches(&in_accounts, &other), Ok(true));
+    check(
+        &in_accounts,
+        &[
+            ("_compartment=Organization/1", true),
+            ("_compartment=Patient/12", true),
+            ("_compartment=Organization/2", false),
+        ],
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

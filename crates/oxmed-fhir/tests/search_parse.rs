@@ -835,7 +835,14 @@ fn compartment() {
             id: "123".into()
         }
     );
-    for bad in ["123", "Practitioner/1", "http://x/Patient/1"] {
+    assert_eq!(
+        one("Observation", "_compartment", "Organization/1"),
+        Condition::Compartment {
+            compartment_type: "Organization".into(),
+            id: "1".into()
+        }
+    );
+    for bad in ["123", "http://x/Patient/1", "Patient/"] {
         assert_names(
             &err("Observation", &[("_compartment", bad)]),
             "_compartment",

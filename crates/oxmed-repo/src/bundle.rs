@@ -2,7 +2,7 @@
 //! as one store transaction, in the order FHIR prescribes (DELETE, POST, PUT/PATCH), and its reads
 //! (GET) after the commit; any failure leaves nothing behind. A batch runs each entry on its own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -138,7 +138,25 @@ async fn transaction(
             assigned.insert(u.clone(), format!("{rt}/{}", new_id()));
         }
     }
+    // What the transaction itself writes exists for the reference checks of its entries.
+    let mut in_bundle: HashSet<String> = assigned.values().cloned().collect();
+    for (_, _, r) in &requests {
+        if let EntryRequest::Write(WriteRequest::Update {
+            resource_type, id, ..
+        }) = r
+        {
+            in_bundle.insert(format!("{resource_type}/{id}"));
+        }
+    }
+    for (i, _, r) in &requests {
+        if let EntryRequest::Write(w) = r {
+            repo.check_references(ctx, w, &in_bundle)
+                .await
+                .map_err(|e| at_entry(e, *i))?;
+        }
+    }
     let assigned = Arc::new(assigned);
+    let mut patient_accounts = HashMap::new();
     let mut writes: Vec<(usize, u8, Prepared)> = Vec::new();
     let mut reads = Vec::new();
     for (i, full_url, r) in requests {
@@ -157,7 +175,12 @@ async fn transaction(
                     full_url,
                     assigned: assigned.clone(),
                 };
-                let prepared = prepare(ctx, w, Some(links)).map_err(|e| at_entry(e, i))?;
+                let inherited = repo
+                    .inherited_accounts(ctx, &w, &mut patient_accounts)
+                    .await
+                    .map_err(|e| at_entry(e, i))?;
+                let prepared =
+                    prepare(ctx, w, Some(links), inherited).map_err(|e| at_entry(e, i))?;
                 writes.push((i, order, prepared));
             }
             read => reads.push((i, read)),

@@ -1,11 +1,18 @@
 //! Non-extended mode (spec §1.3): unless a request says `X-Medplum: extended`, the resources it
-//! gets back carry no `meta.project`, `meta.author`, `meta.onBehalfOf`, `meta.account` or
-//! `meta.compartment`. Every response of every caller goes through this, so the stored JSON is
+//! gets back carry no `meta.project`, `meta.author`, `meta.onBehalfOf`, `meta.account`,
+//! `meta.accounts` or `meta.compartment`. Every response of every caller goes through this, so the stored JSON is
 //! edited in place — the members removed from the `meta` object, found by a scan that follows
 //! JSON strings and nesting — rather than parsed and written again.
 
 /// The members of `meta` that only extended mode shows.
-const EXTENDED_META: [&str; 5] = ["project", "author", "onBehalfOf", "account", "compartment"];
+const EXTENDED_META: [&str; 6] = [
+    "project",
+    "author",
+    "onBehalfOf",
+    "account",
+    "accounts",
+    "compartment",
+];
 
 /// The byte just after the JSON value starting at `at` (a string, object, array or scalar),
 /// or `None` if the text ends first.

@@ -3,12 +3,14 @@
 //! resources and turns each FHIR interaction into store operations that run in one transaction.
 
 mod access;
+mod accounts;
 mod bundle;
 mod changes;
 mod conditional;
 mod error;
 mod extended;
 pub mod meta;
+mod references;
 mod search;
 mod system;
 mod write;
@@ -20,6 +22,7 @@ use oxmed_fhir::definitions::Definitions;
 use oxmed_store::{
     HistoryCursor, HistoryQuery, HistoryScope, Store, StoredResource, WriteOp, WriteOutcome,
 };
+pub use oxmed_store::{LinkedProject, ProjectView};
 
 pub use bundle::BundleKind;
 pub use changes::{Change, Listener};
@@ -51,6 +54,12 @@ pub struct RequestContext {
     pub on_behalf_of: Option<String>,
     /// `X-Medplum: extended`: responses keep `meta.project`, `meta.author`, ... (spec §1.3).
     pub extended: bool,
+    /// What reads reach beyond `project`: linked projects (read-only), or every project for a
+    /// super admin (spec §8).
+    pub view: ProjectView,
+    /// `Project.checkReferencesOnWrite`: every reference written must name a resource the
+    /// caller can read (spec §8.1).
+    pub check_references: bool,
 }
 
 impl RequestContext {
@@ -67,7 +76,14 @@ impl RequestContext {
             access: None,
             on_behalf_of: None,
             extended: false,
+            view: ProjectView::Own,
+            check_references: false,
         }
+    }
+
+    /// Whether a stored resource is in the projects the caller reads.
+    pub fn sees(&self, r: &StoredResource) -> bool {
+        self.view.sees(&self.project, &r.project, &r.resource_type)
     }
 }
 
@@ -174,7 +190,7 @@ impl Repository {
             .read_version(resource_type, id, version_id)
             .await?;
         match found {
-            Some(r) if r.project == ctx.project => {
+            Some(r) if ctx.sees(&r) => {
                 if r.deleted {
                     match access::gone(ctx.access.as_deref(), resource_type, id) {
                         RepoError::Gone(_) => Err(RepoError::Gone(format!(
@@ -208,7 +224,7 @@ impl Repository {
     ) -> Result<(), RepoError> {
         let not_found = || RepoError::NotFound(format!("{resource_type}/{id} not found"));
         let current = match self.store.read(resource_type, id).await? {
-            Some(r) if r.project == ctx.project => r,
+            Some(r) if ctx.sees(&r) => r,
             _ => return Err(not_found()),
         };
         if current.deleted {
@@ -251,6 +267,7 @@ impl Repository {
             .store
             .history(HistoryQuery {
                 project: ctx.project.clone(),
+                view: ctx.view.clone(),
                 scope,
                 since,
                 after,
@@ -309,12 +326,59 @@ impl Repository {
         ctx: &RequestContext,
         request: WriteRequest,
     ) -> Result<Written, RepoError> {
-        let op = write::prepare(ctx, request, None)?;
+        let routed;
+        let ctx = match self.project_of_target(ctx, &request).await? {
+            Some(project) => {
+                routed = RequestContext {
+                    project,
+                    ..ctx.clone()
+                };
+                &routed
+            }
+            None => ctx,
+        };
+        self.check_references(ctx, &request, &Default::default())
+            .await?;
+        let inherited = self
+            .inherited_accounts(ctx, &request, &mut Default::default())
+            .await?;
+        let op = write::prepare(ctx, request, None, inherited)?;
         let mut outcomes = self.execute(&ctx.project, vec![op.op]).await?;
         let outcome = outcomes
             .pop()
             .ok_or_else(|| RepoError::Conflict("the store returned no outcome".into()))?;
         Ok(write::written(ctx, op.kind, outcome))
+    }
+
+    /// For a super admin's update, patch or delete of a resource of another project: that
+    /// project, where the new version goes (a resource never changes project; spec §8.3).
+    async fn project_of_target(
+        &self,
+        ctx: &RequestContext,
+        request: &WriteRequest,
+    ) -> Result<Option<String>, RepoError> {
+        if ctx.view != ProjectView::All {
+            return Ok(None);
+        }
+        let (resource_type, id) = match request {
+            WriteRequest::Update {
+                resource_type, id, ..
+            }
+            | WriteRequest::Patch {
+                resource_type, id, ..
+            }
+            | WriteRequest::Delete { resource_type, id } => (resource_type, id),
+            _ => return Ok(None),
+        };
+        if Self::check_type(resource_type).is_err() || Self::check_id(id).is_err() {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .read(resource_type, id)
+            .await?
+            .map(|r| r.project)
+            .filter(|p| *p != ctx.project))
     }
 
     /// Processes a `batch` or `transaction` Bundle and returns the response Bundle.
@@ -335,7 +399,7 @@ fn visible(
     id: &str,
 ) -> Result<StoredResource, RepoError> {
     match found {
-        Some(r) if r.project == ctx.project => {
+        Some(r) if ctx.sees(&r) => {
             if r.deleted {
                 Err(access::gone(ctx.access.as_deref(), resource_type, id))
             } else {

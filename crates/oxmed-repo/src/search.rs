@@ -69,7 +69,7 @@ impl Repository {
         };
         let mut result = self
             .store
-            .search_shared(&ctx.project, &request, restriction)
+            .search_shared(&ctx.project, &ctx.view, &request, restriction)
             .await?;
         if ctx.access.is_some() {
             result.matches = result

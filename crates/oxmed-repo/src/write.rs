@@ -16,8 +16,9 @@ use oxmed_store::{
 };
 use serde_json::Value;
 
+use crate::accounts::Accounts;
 use crate::meta::{Stamp, new_id, same_content, stamp, strip_server_meta};
-use crate::{RepoError, Repository, RequestContext, access, conditional, truncate};
+use crate::{ProjectView, RepoError, Repository, RequestContext, access, conditional, truncate};
 
 #[derive(Debug, Clone)]
 pub enum WriteRequest {
@@ -144,15 +145,19 @@ fn body_id(resource: &Value) -> Option<&str> {
     resource.get("id").and_then(Value::as_str)
 }
 
+/// `inherited`: the accounts of the Patients the resource refers to (see `accounts`).
 pub(crate) fn prepare(
     ctx: &RequestContext,
     request: WriteRequest,
     links: Option<BundleLinks>,
+    inherited: Vec<String>,
 ) -> Result<Prepared, RepoError> {
     let project = ctx.project.clone();
+    let view = ctx.view.clone();
     let who = Who {
         author: ctx.author.clone(),
         on_behalf_of: ctx.on_behalf_of.clone(),
+        accounts: Accounts::of(ctx, inherited),
     };
     let access = ctx.access.clone();
     let restriction = access.as_ref().map(|a| a.restriction());
@@ -204,6 +209,7 @@ pub(crate) fn prepare(
                 }
                 let mut resource = resource;
                 resolve_links(&mut resource, &rt, &id, state, &links)?;
+                who.accounts.apply(&mut resource, None);
                 let guard = Guard::new(access.as_deref(), None);
                 let v = new_version(resource, &rt, &id, state, &project, &who, &guard)?;
                 Ok(Decision::Write(v))
@@ -241,7 +247,7 @@ pub(crate) fn prepare(
                 id: id.clone(),
             };
             let op = WriteOp::new(target, move |lookup, state| {
-                let current = own(lookup, &project, &resource_type, &id)?;
+                let current = own(lookup, &project, &view, &resource_type, &id)?;
                 check_if_match(if_match.as_deref(), current, &resource_type, &id)?;
                 let before = before_update(access.as_deref(), current)?;
                 update_decision(
@@ -334,7 +340,7 @@ pub(crate) fn prepare(
                 id: id.clone(),
             };
             let op = WriteOp::new(target, move |lookup, state| {
-                let current = own(lookup, &project, &resource_type, &id)?;
+                let current = own(lookup, &project, &view, &resource_type, &id)?;
                 if current.is_none_or(|c| c.deleted) {
                     return Err(reject(match current {
                         Some(_) => access::gone(access.as_deref(), &resource_type, &id),
@@ -387,7 +393,7 @@ pub(crate) fn prepare(
                 id: id.clone(),
             };
             let op = WriteOp::new(target, move |lookup, state| {
-                match own(lookup, &project, &resource_type, &id)? {
+                match own(lookup, &project, &view, &resource_type, &id)? {
                     None => Err(reject(RepoError::NotFound(format!(
                         "{resource_type}/{id} not found"
                     )))),
@@ -434,15 +440,20 @@ pub(crate) fn prepare(
 }
 
 /// The current version as the caller may see it: a resource of another project is not there.
-/// Its id is taken, though, so a write to it is refused as not found rather than overwriting it.
+/// Its id is taken, though, so a write to it is refused as not found rather than overwriting it;
+/// one the caller reads through a project link is read-only (403, spec §1.3).
 fn own<'a>(
     lookup: Lookup<'a>,
     project: &str,
+    view: &ProjectView,
     resource_type: &str,
     id: &str,
 ) -> Result<Option<&'a StoredResource>, BoxError> {
     match lookup {
         Lookup::One(c) if c.project == project => Ok(Some(c)),
+        Lookup::One(c) if view.sees(project, &c.project, resource_type) => {
+            Err(reject(RepoError::Forbidden))
+        }
         Lookup::One(_) => Err(reject(RepoError::NotFound(format!(
             "{resource_type}/{id} not found"
         )))),
@@ -522,6 +533,7 @@ fn may_delete(access: Option<&AccessControl>, current: &StoredResource) -> Resul
 pub(crate) struct Who {
     author: Option<String>,
     on_behalf_of: Option<String>,
+    accounts: Accounts,
 }
 
 /// The after check of a write (spec §1.3 `isResourceWriteable`), run on the stamped version.
@@ -578,6 +590,7 @@ fn update_decision(
             }
         }
     }
+    who.accounts.apply(&mut resource, before.as_ref());
     if let Some(b) = &before
         && same_content(b, &resource)
     {

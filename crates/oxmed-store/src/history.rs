@@ -1,3 +1,4 @@
+use crate::projects::ProjectView;
 use crate::sql::SqlValue;
 
 /// Which history: of the whole project, of a type, or of one resource.
@@ -19,6 +20,8 @@ pub struct HistoryCursor {
 #[derive(Debug, Clone)]
 pub struct HistoryQuery {
     pub project: String,
+    /// The projects beyond `project` whose history a type or system history shows.
+    pub view: ProjectView,
     pub scope: HistoryScope,
     /// Only versions at or after this instant (`_since`), microseconds.
     pub since: Option<i64>,
@@ -47,17 +50,13 @@ impl HistoryQuery {
                 ));
             }
             HistoryScope::Type(t) => {
-                params.push(SqlValue::Text(self.project.clone()));
                 params.push(SqlValue::Text(t.clone()));
-                sql.push_str(&format!(
-                    "r.project = {} AND r.resource_type = {}",
-                    dialect.param(1),
-                    dialect.param(2)
-                ));
+                sql.push_str(&format!("r.resource_type = {}", dialect.param(1)));
+                self.projects(dialect, Some(t), &mut sql, &mut params);
             }
             HistoryScope::System => {
-                params.push(SqlValue::Text(self.project.clone()));
-                sql.push_str(&format!("r.project = {}", dialect.param(1)));
+                sql.push_str("TRUE");
+                self.projects(dialect, None, &mut sql, &mut params);
             }
         }
         if let Some(since) = self.since {
@@ -81,5 +80,53 @@ impl HistoryQuery {
             self.count
         ));
         (sql, params)
+    }
+
+    /// ` AND` the projects of the view, for the history of `resource_type` (`None`: every type).
+    fn projects(
+        &self,
+        dialect: crate::schema::Dialect,
+        resource_type: Option<&str>,
+        sql: &mut String,
+        params: &mut Vec<SqlValue>,
+    ) {
+        let Some(others) = self.view.others() else {
+            return;
+        };
+        let mut ids = vec![self.project.as_str()];
+        let mut limited = Vec::new();
+        for (id, types) in others {
+            match (types, resource_type) {
+                (None, _) => ids.push(id),
+                (Some(types), Some(t)) => {
+                    if types.iter().any(|x| x == t) {
+                        ids.push(id);
+                    }
+                }
+                (Some(types), None) => {
+                    ids.push(id);
+                    limited.push((id, types));
+                }
+            }
+        }
+        let mut list = Vec::with_capacity(ids.len());
+        for id in ids {
+            params.push(SqlValue::Text(id.to_owned()));
+            list.push(dialect.param(params.len()));
+        }
+        sql.push_str(&format!(" AND r.project IN ({})", list.join(", ")));
+        for (id, types) in limited {
+            params.push(SqlValue::Text(id.to_owned()));
+            let p = dialect.param(params.len());
+            let mut names = Vec::with_capacity(types.len());
+            for t in types {
+                params.push(SqlValue::Text(t));
+                names.push(dialect.param(params.len()));
+            }
+            sql.push_str(&format!(
+                " AND (r.project <> {p} OR r.resource_type IN ({}))",
+                names.join(", ")
+            ));
+        }
     }
 }

@@ -17,6 +17,7 @@ mod index_rows;
 mod op;
 pub mod postgres;
 mod project_key;
+mod projects;
 mod schema;
 mod search;
 mod sql;
@@ -25,6 +26,7 @@ pub mod sqlite;
 pub use error::{BoxError, StoreError};
 pub use history::{HistoryCursor, HistoryQuery, HistoryScope};
 pub use op::{Decision, Lookup, NewVersion, Target, TxState, WriteOp, WriteOutcome};
+pub use projects::{LinkedProject, ProjectView};
 pub use search::SearchResult;
 
 use std::sync::Arc;
@@ -129,22 +131,29 @@ impl Store {
         request: &SearchRequest,
         restriction: Option<&Restriction>,
     ) -> Result<SearchResult, StoreError> {
-        self.search_shared(project, request, restriction.map(|r| Arc::new(r.clone())))
-            .await
+        self.search_shared(
+            project,
+            &ProjectView::Own,
+            request,
+            restriction.map(|r| Arc::new(r.clone())),
+        )
+        .await
     }
 
-    /// [`Store::search`] with a restriction the caller keeps (a session's policy): SQLite's
-    /// worker thread shares it instead of copying it for every search.
+    /// [`Store::search`] over `project`'s view (its linked projects, or every project), with a
+    /// restriction the caller keeps (a session's policy): SQLite's worker thread shares it
+    /// instead of copying it for every search.
     pub async fn search_shared(
         &self,
         project: &str,
+        view: &ProjectView,
         request: &SearchRequest,
         restriction: Option<Arc<Restriction>>,
     ) -> Result<SearchResult, StoreError> {
         match self {
-            Store::Sqlite(s) => s.search(Some(project), request, restriction).await,
+            Store::Sqlite(s) => s.search(project, view, request, restriction).await,
             Store::Postgres(s) => {
-                s.search(Some(project), request, restriction.as_deref())
+                s.search(project, view, request, restriction.as_deref())
                     .await
             }
         }
@@ -157,13 +166,13 @@ impl Store {
         request: &SearchRequest,
         restriction: Option<&Restriction>,
     ) -> Result<SearchResult, StoreError> {
-        match self {
-            Store::Sqlite(s) => {
-                s.search(None, request, restriction.map(|r| Arc::new(r.clone())))
-                    .await
-            }
-            Store::Postgres(s) => s.search(None, request, restriction).await,
-        }
+        self.search_shared(
+            "",
+            &ProjectView::All,
+            request,
+            restriction.map(|r| Arc::new(r.clone())),
+        )
+        .await
     }
 
     /// The ids of the live resources of a type in `project` that satisfy every clause (and the

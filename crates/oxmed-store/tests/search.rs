@@ -1049,18 +1049,71 @@ both!(patient_compartment, |db| async move {
     check(&db, "DiagnosticReport", c("p1"), &["dr1"]).await;
     check(&db, "RiskAssessment", c("p2"), &["ra2"]).await;
     check(&db, "ValueSet", c("p1"), &[]).await;
+    // Another type's compartment holds the resources with it among their accounts: none here.
     let other = vec![one(Condition::Compartment {
         compartment_type: "Encounter".into(),
         id: "e1".into(),
     })];
-    let err = db
-        .store
-        .search(A, &request("Observation", other), None)
-        .await
-        .unwrap_err();
+    check(&db, "Observation", other, &[]).await;
+});
+
+// Accounts (`meta.account`, `meta.accounts`) are compartments, of any type, on both paths.
+both!(account_compartments, |db| async move {
+    let account = |r: &str| json!({"reference": r});
+    let resources = [
+        json!({"resourceType": "Observation", "id": "a1", "status": "final", "code": {"text": "x"},
+            "meta": {"accounts": [account("Organization/org1"), account("Organization/org2")]}}),
+        json!({"resourceType": "Observation", "id": "a2", "status": "final", "code": {"text": "x"},
+            "meta": {"account": account("Organization/org2")}}),
+        json!({"resourceType": "Observation", "id": "a3", "status": "final", "code": {"text": "x"},
+            "meta": {"accounts": [account("Patient/p9")]}}),
+        json!({"resourceType": "Observation", "id": "a4", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": "Patient/p9"}}),
+        json!({"resourceType": "Organization", "id": "a5",
+            "meta": {"accounts": [account("Organization/org1")]}}),
+    ];
+    for r in &resources {
+        put(&db.store, A, r.clone()).await;
+    }
+    let c = |t: &str, id: &str| {
+        vec![one(Condition::Compartment {
+            compartment_type: t.into(),
+            id: id.into(),
+        })]
+    };
+    let cases: [(&str, Vec<Clause>, &[&str]); 6] = [
+        ("Observation", c("Organization", "org1"), &["a1"]),
+        ("Observation", c("Organization", "org2"), &["a1", "a2"]),
+        ("Observation", c("Patient", "p9"), &["a3", "a4"]),
+        ("Organization", c("Organization", "org1"), &["a5"]),
+        ("Organization", c("Patient", "p9"), &[]),
+        ("Observation", c("Organization", "a5"), &[]),
+    ];
+    for (t, clauses, expected) in cases {
+        let found = find(&db, A, t, clauses.clone()).await;
+        assert_eq!(found, sorted(expected), "{t} {clauses:?}");
+        for r in resources.iter().filter(|r| r["resourceType"] == t) {
+            let id = r["id"].as_str().unwrap();
+            let stored = db.store.read(t, id).await.unwrap().unwrap();
+            let value: Value = serde_json::from_str(&stored.content).unwrap();
+            assert_eq!(
+                oxmed_fhir::search::matching::matches(&value, &clauses).unwrap(),
+                found.iter().any(|f| f == id),
+                "SQL and memory disagree on {t}/{id} for {clauses:?}"
+            );
+        }
+    }
+    // A system search across types, and nothing of another project.
+    let mut all = request("Observation", c("Organization", "org1"));
+    all.resource_types.clear();
+    let (matches, _) = search_with(&db, A, &all, None).await;
+    let mut matches = matches;
+    matches.sort();
+    assert_eq!(matches, vec!["Observation/a1", "Organization/a5"]);
     assert!(
-        matches!(err, oxmed_store::StoreError::InvalidSearch(_)),
-        "{err}"
+        find(&db, B, "Observation", c("Organization", "org1"))
+            .await
+            .is_empty()
     );
 });
 

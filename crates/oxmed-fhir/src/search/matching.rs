@@ -11,10 +11,11 @@
 //!   `missing: false`: at least one.
 //! - `Id`: the resource id equals the value exactly. `LastUpdated`: [`date_matches`] on the
 //!   point `[meta.lastUpdated, meta.lastUpdated]` (a resource without it only satisfies `ne`).
-//! - `Compartment { Patient, id }`: the resource is `Patient/id` itself, or one of the reference
-//!   parameters that the Patient CompartmentDefinition lists for its type
+//! - `Compartment { Type, id }`: one of the resource's accounts (`meta.accounts`, indexed as
+//!   [`ACCOUNT_CODE`]) is `Type/id`; or, for `Patient`, the resource is `Patient/id` itself, or
+//!   one of the reference parameters that the Patient CompartmentDefinition lists for its type
 //!   ([`patient_compartment_params`]) has a value whose target is `Patient/id`
-//!   (`target_type == "Patient" && target_id == id`). Other compartments are unsupported.
+//!   (`target_type == "Patient" && target_id == id`).
 //! - `Chain` and `Has` depend on other resources and cannot be decided here.
 //!
 //! Clauses are ANDed and the conditions of a clause ORed, in three-valued logic: a condition
@@ -37,7 +38,7 @@ pub use predicates::{
     token_code_matches, token_matches, token_text_matches, uri_matches, value_matches,
 };
 
-use crate::index::{extract_only, parse_date_range};
+use crate::index::{ACCOUNT_CODE, extract_only, parse_date_range};
 use crate::index_value::{IndexEntry, IndexValue};
 use crate::search::{Clause, Condition, Prefix, Test};
 
@@ -89,6 +90,7 @@ pub fn codes_needed(resource_type: &str, clauses: &[Clause], out: &mut Vec<Strin
                 for code in patient_compartment_params(resource_type) {
                     add(code, out);
                 }
+                add(ACCOUNT_CODE, out);
             }
             _ => {}
         }
@@ -263,14 +265,19 @@ impl<'a> Subject<'a> {
                 compartment_type,
                 id,
             } => {
+                let in_account = self.values(ACCOUNT_CODE).any(|v| {
+                    matches!(v, IndexValue::Reference {
+                        target_type: Some(t),
+                        target_id: Some(i),
+                        ..
+                    } if t == compartment_type && i == id)
+                });
                 if compartment_type != "Patient" {
-                    return Truth::Unknown(format!(
-                        "the {compartment_type} compartment is not supported"
-                    ));
+                    return in_account.into();
                 }
                 let is_itself = self.resource_type == "Patient" && self.id == Some(id.as_str());
                 let refers = self.compartment_patients().contains(&id.as_str());
-                (is_itself || refers).into()
+                (is_itself || refers || in_account).into()
             }
             Condition::Chain { reference_code, .. } => Truth::Unknown(format!(
                 "the chained parameter {reference_code}.… needs the referenced resources"

@@ -282,15 +282,11 @@ impl KeyParser<'_> {
                 let compartments = self.items(raw, |item| {
                     let value = unescape(item);
                     match parse_reference(&value) {
-                        Some(("Patient", id)) if !value.contains("://") => {
-                            Ok(Condition::Compartment {
-                                compartment_type: "Patient".to_string(),
-                                id: id.to_string(),
-                            })
-                        }
-                        _ => Err(format!(
-                            "{value:?}: only the Patient compartment is supported, as Patient/id"
-                        )),
+                        Some((t, id)) if !value.contains("://") => Ok(Condition::Compartment {
+                            compartment_type: t.to_string(),
+                            id: id.to_string(),
+                        }),
+                        _ => Err(format!("{value:?}: a compartment is named as Type/id")),
                     }
                 })?;
                 return Ok(vec![compartments]);

@@ -10,6 +10,7 @@ use tokio_postgres::{NoTls, Row};
 use crate::index_rows::{Col, rows};
 use crate::op::{Decision, Found, Lookup, NewVersion, Target, TxState, next_timestamp};
 use crate::project_key::ProjectKeys;
+use crate::projects::{ProjectFilter, ProjectView};
 use crate::schema::{ColType, Dialect, INDEX_TABLES, RESOURCE_COLUMNS, migrations};
 use crate::search::include::Includes;
 use crate::search::{Counting, KeyKind, KeyValue, PageRow, SearchResult, Statement};
@@ -121,32 +122,19 @@ impl PgStore {
         query_resources(&client, &sql, &params).await
     }
 
-    /// `project` `None`: every project (the system's own lookups, e.g. a user's memberships).
+    /// The live resources of `project`'s view (see [`ProjectView`]) that match `request`.
     pub async fn search(
         &self,
-        project: Option<&str>,
+        project: &str,
+        view: &ProjectView,
         request: &SearchRequest,
         restriction: Option<&Restriction>,
     ) -> Result<SearchResult, StoreError> {
         let client = self.pool.get().await?;
-        let key = match project {
-            None => None,
-            Some(project) => match self.project_key(&client, project).await? {
-                Some(key) => Some(key),
-                None => {
-                    // Nothing stored yet; the request is still checked (a bad cursor fails alike).
-                    let plan =
-                        crate::search::plan(Dialect::Postgres, Some(0), request, restriction)?;
-                    return Ok(SearchResult {
-                        matches: Vec::new(),
-                        included: Vec::new(),
-                        total: plan.count.map(|_| 0),
-                        next_cursor: None,
-                    });
-                }
-            },
+        let Some(filter) = self.project_filter(&client, project, view).await? else {
+            return crate::search::nothing(Dialect::Postgres, request, restriction);
         };
-        let plan = crate::search::plan(Dialect::Postgres, key, request, restriction)?;
+        let plan = crate::search::plan(Dialect::Postgres, &filter, request, restriction)?;
         let rows = match &plan.page {
             Some(page) => query_page(&client, page, &plan.kinds).await?,
             None => Vec::new(),
@@ -159,7 +147,7 @@ impl PgStore {
         let (page, next_cursor) = plan.finish(rows);
         let mut includes = Includes::new(
             Dialect::Postgres,
-            key,
+            &filter,
             request,
             restriction,
             page.iter().map(|(rid, _)| *rid),
@@ -195,7 +183,12 @@ impl PgStore {
     ) -> Result<String, StoreError> {
         let client = self.pool.get().await?;
         let key = self.project_key(&client, project).await?.unwrap_or(0);
-        let plan = crate::search::plan(Dialect::Postgres, Some(key), request, restriction)?;
+        let plan = crate::search::plan(
+            Dialect::Postgres,
+            &ProjectFilter::one(key),
+            request,
+            restriction,
+        )?;
         let Some(statement) = plan.main_statement() else {
             return Ok(String::new());
         };
@@ -236,6 +229,23 @@ impl PgStore {
         rows.iter()
             .map(|r| r.try_get(0).map_err(StoreError::from))
             .collect()
+    }
+
+    /// The keys of the projects of `own`'s view; `None` when none of them has stored anything.
+    async fn project_filter(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+        own: &str,
+        view: &ProjectView,
+    ) -> Result<Option<ProjectFilter>, StoreError> {
+        let Some(others) = view.others() else {
+            return Ok(Some(ProjectFilter::all()));
+        };
+        let mut found = vec![(self.project_key(client, own).await?, None)];
+        for (id, types) in others {
+            found.push((self.project_key(client, id).await?, types));
+        }
+        Ok(ProjectFilter::of(found))
     }
 
     /// The key of a project that has data; `None` if it has none.

@@ -8,7 +8,7 @@
 //! form. Every set is scoped by the project key, so nothing of another project can take part,
 //! whatever the nesting (chains, `_has`, compartments).
 
-use oxmed_fhir::index::{normalize_string, parse_reference};
+use oxmed_fhir::index::{ACCOUNT_CODE, normalize_string, parse_reference};
 use oxmed_fhir::search::matching::{
     date_ap_tolerance, is_negation, patient_compartment_params, positive_form,
 };
@@ -20,6 +20,7 @@ use oxmed_fhir::search_parameter::{SearchParamType, SearchParameter, SearchParam
 
 use super::render::CHECK_FILTER;
 use crate::StoreError;
+use crate::projects::ProjectFilter;
 use crate::schema::{self, Dialect, INDEX_TABLES};
 use crate::sql::SqlValue;
 
@@ -266,9 +267,11 @@ pub(crate) fn or(preds: Vec<Pred>) -> Pred {
 /// Compiles conditions for one statement.
 pub(crate) struct Compiler<'a> {
     pub(crate) params: Params,
-    /// The comparison that keeps a project key column to the scope: `= ?1`, or the key of any
-    /// project.
+    /// The comparison that keeps a project key column to the scope: `= ?1`, `IN (?1, ?2)`, or
+    /// the key of any project.
     project: String,
+    /// Projects of the scope visible only for some types (linked projects that export some).
+    limited: Vec<(i64, Vec<String>)>,
     restriction: Option<&'a Restriction>,
     /// The instant `ap` on dates measures its tolerance from.
     now: i64,
@@ -291,14 +294,18 @@ enum Key {
 impl<'a> Compiler<'a> {
     pub(crate) fn new(
         dialect: Dialect,
-        project_key: Option<i64>,
+        projects: &ProjectFilter,
         restriction: Option<&'a Restriction>,
     ) -> Compiler<'a> {
         let mut params = Params::new(dialect);
         // Every project: still a lookup by each key of the small key table, so the project
         // column leads every index probe (a skip-scan that PostgreSQL 15 cannot do by itself).
-        let project = match project_key {
-            Some(key) => format!("= {}", params.int(key)),
+        let project = match projects.keys.as_deref() {
+            Some([key]) => format!("= {}", params.int(*key)),
+            Some(keys) => {
+                let keys: Vec<String> = keys.iter().map(|k| params.int(*k)).collect();
+                format!("IN ({})", keys.join(", "))
+            }
             None => "IN (SELECT key FROM project_keys)".to_owned(),
         };
         let now = std::time::SystemTime::now()
@@ -307,6 +314,7 @@ impl<'a> Compiler<'a> {
         Compiler {
             params,
             project,
+            limited: projects.limited.clone(),
             restriction,
             now,
         }
@@ -327,6 +335,21 @@ impl<'a> Compiler<'a> {
         if let Some(types) = scope.cond("{a}.resource_type", &mut self.params) {
             sql.push_str(" AND ");
             sql.push_str(&types);
+        }
+        // A linked project that exports some types only: its other rows are not there. Index
+        // probes keep to the projects' keys alone; every row that takes part passes here.
+        for (key, types) in &self.limited {
+            if let Scope::One(t) = scope
+                && types.contains(t)
+            {
+                continue;
+            }
+            let key = self.params.int(*key);
+            let types: Vec<String> = types.iter().map(|t| self.params.text(t)).collect();
+            sql.push_str(&format!(
+                " AND ({{a}}.project_key <> {key} OR {{a}}.resource_type IN ({}))",
+                types.join(", ")
+            ));
         }
         Pred::Row { sql, rank: 0 }
     }
@@ -705,7 +728,9 @@ impl<'a> Compiler<'a> {
         })
     }
 
-    /// The Patient compartment: the Patient itself, or a resource whose compartment parameters
+    /// The compartment `compartment_type/id` for each id: resources with it among their
+    /// accounts (`meta.accounts`, indexed as `ACCOUNT_CODE`), and for the Patient compartment
+    /// the Patient itself and the resources whose compartment parameters
     /// (`patient_compartment_params`) refer to it.
     fn compartment(
         &mut self,
@@ -713,18 +738,14 @@ impl<'a> Compiler<'a> {
         compartment_type: &str,
         ids: &[&str],
     ) -> Result<Pred, StoreError> {
-        if compartment_type != "Patient" {
-            return Err(StoreError::InvalidSearch(format!(
-                "the {compartment_type} compartment is not supported"
-            )));
-        }
+        let patient = compartment_type == "Patient";
         let types: Vec<String> = match scope {
             Scope::One(t) => vec![t.clone()],
             Scope::Many(ts) => ts.clone(),
+            // Any resource can belong to an account.
             Scope::All => {
                 let mut ts: Vec<String> = SearchParameters::global()
                     .resource_types()
-                    .filter(|t| *t == "Patient" || !patient_compartment_params(t).is_empty())
                     .map(str::to_owned)
                     .collect();
                 ts.sort();
@@ -738,31 +759,36 @@ impl<'a> Compiler<'a> {
         };
         // A list of ids is several lookups: as a driver, less selective than one.
         let rank = if ids.len() == 1 { 90 } else { 60 };
-        if types.iter().any(|t| t == "Patient") {
+        if patient && types.iter().any(|t| t == "Patient") {
             let sql = format!("{{a}}.resource_type = 'Patient' AND {{a}}.id {id_test}");
             let rank = if ids.len() == 1 { ID_RANK } else { rank };
             any.push(Pred::Row { sql, rank });
         }
-        // One set per group of types with the same parameters, so that each is one indexed
-        // lookup.
-        let mut groups: Vec<(&'static [String], Vec<&str>)> = Vec::new();
+        // One set per group of types with the same codes, so that each is one indexed lookup;
+        // accounts are reference rows like the compartment parameters, in the same set.
+        let mut groups: Vec<(Vec<&str>, Vec<&str>)> = Vec::new();
         for t in &types {
-            let codes = patient_compartment_params(t);
-            if codes.is_empty() {
-                continue;
-            }
+            let mut codes: Vec<&str> = match patient {
+                true => patient_compartment_params(t)
+                    .iter()
+                    .map(String::as_str)
+                    .collect(),
+                false => Vec::new(),
+            };
+            codes.push(ACCOUNT_CODE);
             match groups.iter_mut().find(|(c, _)| *c == codes) {
                 Some((_, ts)) => ts.push(t),
                 None => groups.push((codes, vec![t])),
             }
         }
+        let target_type = self.params.text(compartment_type);
         for (codes, group) in groups {
             let types = self.params.texts(group);
-            let codes = self.params.texts(codes.iter().map(String::as_str));
+            let codes = self.params.texts(codes);
             // Several ids: filtered, not sought, when checked (see `render::CHECK_FILTER`).
             let marker = if ids.len() > 1 { CHECK_FILTER } else { "" };
             let cond = format!(
-                "{{i}}.project {} AND {{i}}.resource_type IN {types} AND {{i}}.code IN {codes} AND {marker}{{i}}.target_id {id_test} AND {{i}}.target_type = 'Patient'",
+                "{{i}}.project {} AND {{i}}.resource_type IN {types} AND {{i}}.code IN {codes} AND {marker}{{i}}.target_id {id_test} AND {{i}}.target_type = {target_type}",
                 self.project,
             );
             any.push(Pred::Set {

@@ -12,6 +12,7 @@ use oxmed_fhir::search_parameter::{SearchParamType, SearchParameters};
 use super::Statement;
 use super::compile::{Compiler, Pred, Scope, and};
 use super::render::{Mode, Render};
+use crate::projects::ProjectFilter;
 use crate::schema::Dialect;
 use crate::{StoreError, StoredResource};
 
@@ -23,7 +24,7 @@ pub(crate) const MAX_PER_LEVEL: usize = 1000;
 
 pub(crate) struct Includes<'a> {
     dialect: Dialect,
-    project_key: Option<i64>,
+    projects: &'a ProjectFilter,
     include: &'a [Include],
     revinclude: &'a [Include],
     restriction: Option<&'a Restriction>,
@@ -35,14 +36,14 @@ impl<'a> Includes<'a> {
     /// `matches`: the rids of the page, never included again.
     pub(crate) fn new(
         dialect: Dialect,
-        project_key: Option<i64>,
+        projects: &'a ProjectFilter,
         request: &'a SearchRequest,
         restriction: Option<&'a Restriction>,
         matches: impl IntoIterator<Item = i64>,
     ) -> Includes<'a> {
         Includes {
             dialect,
-            project_key,
+            projects,
             include: &request.include,
             revinclude: &request.revinclude,
             restriction,
@@ -62,7 +63,7 @@ impl<'a> Includes<'a> {
         }
         let first = self.level == 0;
         self.level += 1;
-        let mut compiler = Compiler::new(self.dialect, self.project_key, self.restriction);
+        let mut compiler = Compiler::new(self.dialect, self.projects, self.restriction);
         let mut pieces = Vec::new();
         for include in self.include.iter().filter(|i| first || i.iterate) {
             let rids: Vec<i64> = sources

@@ -18,6 +18,7 @@ mod sort;
 
 use oxmed_fhir::search::{Clause, Restriction, SearchRequest, SortKey, Summary, Total};
 
+use crate::projects::ProjectFilter;
 use crate::schema::{Dialect, RESOURCE_COLUMNS};
 use crate::sql::SqlValue;
 use crate::{StoreError, StoredResource};
@@ -126,12 +127,12 @@ fn literal(n: usize) -> i64 {
 
 pub(crate) fn plan(
     dialect: Dialect,
-    project_key: Option<i64>,
+    projects: &ProjectFilter,
     request: &SearchRequest,
     restriction: Option<&Restriction>,
 ) -> Result<Plan, StoreError> {
     let scope = Scope::of(&request.resource_types);
-    let mut compiler = Compiler::new(dialect, project_key, restriction);
+    let mut compiler = Compiler::new(dialect, projects, restriction);
     let filter = compiler.filter(&scope, &request.filters)?;
     let columns = sort::columns(&request.sort, &scope, &mut compiler.params)?;
     let kinds: Vec<KeyKind> = columns.iter().map(|c| c.kind).collect();
@@ -271,6 +272,22 @@ pub(crate) fn plan(
     })
 }
 
+/// The answer of a search over projects that have never stored anything: no matches (the
+/// request is still compiled, so that a bad cursor fails the same way everywhere).
+pub(crate) fn nothing(
+    dialect: Dialect,
+    request: &SearchRequest,
+    restriction: Option<&Restriction>,
+) -> Result<SearchResult, StoreError> {
+    let plan = plan(dialect, &ProjectFilter::one(0), request, restriction)?;
+    Ok(SearchResult {
+        matches: Vec::new(),
+        included: Vec::new(),
+        total: plan.count.map(|_| 0),
+        next_cursor: None,
+    })
+}
+
 /// `SELECT r.id` of every matching row, in `rid` order.
 pub(crate) fn matching_ids(
     dialect: Dialect,
@@ -279,7 +296,7 @@ pub(crate) fn matching_ids(
     clauses: &[Clause],
     restriction: Option<&Restriction>,
 ) -> Result<Statement, StoreError> {
-    let mut compiler = Compiler::new(dialect, Some(project_key), restriction);
+    let mut compiler = Compiler::new(dialect, &ProjectFilter::one(project_key), restriction);
     let filter = compiler.filter(&Scope::One(resource_type.to_owned()), clauses)?;
     let mut render = Render::new(dialect, compiler.project());
     let (filter, _) = render.conjunction(&filter, "r", Mode::Drive);
@@ -299,7 +316,7 @@ pub(crate) fn conditional(
     clauses: &[Clause],
     restriction: Option<&Restriction>,
 ) -> Result<Statement, StoreError> {
-    let mut compiler = Compiler::new(dialect, Some(project_key), restriction);
+    let mut compiler = Compiler::new(dialect, &ProjectFilter::one(project_key), restriction);
     let filter = compiler.filter(&Scope::One(resource_type.to_owned()), clauses)?;
     let mut render = Render::new(dialect, compiler.project());
     let (filter, _) = render.conjunction(&filter, "r", Mode::Drive);

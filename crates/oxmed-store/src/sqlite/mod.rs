@@ -15,6 +15,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use oxmed_fhir::search::{Clause, Restriction, SearchRequest};
 
 use crate::project_key::ProjectKeys;
+use crate::projects::{ProjectFilter, ProjectView};
 use crate::schema::{Dialect, RESOURCE_COLUMNS, migrations};
 use crate::search::include::Includes;
 use crate::search::{Counting, KeyKind, KeyValue, PageRow, SearchResult, Statement};
@@ -151,37 +152,24 @@ impl SqliteStore {
         .await
     }
 
-    /// `project` `None`: every project (the system's own lookups, e.g. a user's memberships).
+    /// The live resources of `project`'s view (see [`ProjectView`]) that match `request`.
     pub async fn search(
         &self,
-        project: Option<&str>,
+        project: &str,
+        view: &ProjectView,
         request: &SearchRequest,
         restriction: Option<Arc<Restriction>>,
     ) -> Result<SearchResult, StoreError> {
         let keys = self.inner.keys.clone();
-        let project = project.map(str::to_owned);
+        let project = project.to_owned();
+        let view = view.clone();
         let request = request.clone();
         self.blocking(move |c| {
             let restriction = restriction.as_deref();
-            let key = match &project {
-                None => None,
-                Some(project) => match project_key(c, &keys, project)? {
-                    Some(key) => Some(key),
-                    None => {
-                        // A project without a key has never stored anything; the request is
-                        // still checked, so that a bad cursor fails the same way everywhere.
-                        let plan =
-                            crate::search::plan(Dialect::Sqlite, Some(0), &request, restriction)?;
-                        return Ok(SearchResult {
-                            matches: Vec::new(),
-                            included: Vec::new(),
-                            total: plan.count.map(|_| 0),
-                            next_cursor: None,
-                        });
-                    }
-                },
+            let Some(filter) = project_filter(c, &keys, &project, &view)? else {
+                return crate::search::nothing(Dialect::Sqlite, &request, restriction);
             };
-            let plan = crate::search::plan(Dialect::Sqlite, key, &request, restriction)?;
+            let plan = crate::search::plan(Dialect::Sqlite, &filter, &request, restriction)?;
             let rows = match &plan.page {
                 Some(page) => query_page(c, page, &plan.kinds)?,
                 None => Vec::new(),
@@ -195,7 +183,7 @@ impl SqliteStore {
             let (page, next_cursor) = plan.finish(rows);
             let mut includes = Includes::new(
                 Dialect::Sqlite,
-                key,
+                &filter,
                 &request,
                 restriction,
                 page.iter().map(|(rid, _)| *rid),
@@ -235,8 +223,12 @@ impl SqliteStore {
         let restriction = restriction.cloned();
         self.blocking(move |c| {
             let key = project_key(c, &keys, &project)?.unwrap_or(0);
-            let plan =
-                crate::search::plan(Dialect::Sqlite, Some(key), &request, restriction.as_ref())?;
+            let plan = crate::search::plan(
+                Dialect::Sqlite,
+                &ProjectFilter::one(key),
+                &request,
+                restriction.as_ref(),
+            )?;
             let Some(statement) = plan.main_statement() else {
                 return Ok(String::new());
             };
@@ -451,6 +443,23 @@ pub(crate) fn project_key(
         keys.remember(project, k);
     }
     Ok(key)
+}
+
+/// The keys of the projects of `own`'s view; `None` when none of them has stored anything.
+fn project_filter(
+    c: &Connection,
+    keys: &ProjectKeys,
+    own: &str,
+    view: &ProjectView,
+) -> Result<Option<ProjectFilter>, StoreError> {
+    let Some(others) = view.others() else {
+        return Ok(Some(ProjectFilter::all()));
+    };
+    let mut found = vec![(project_key(c, keys, own)?, None)];
+    for (id, types) in others {
+        found.push((project_key(c, keys, id)?, types));
+    }
+    Ok(ProjectFilter::of(found))
 }
 
 /// The current row of a resource with its row key.

@@ -146,10 +146,12 @@ pub async fn put(store: &Store, project: &str, resource: Value) -> String {
                 _ => 1,
             };
             let mut resource = resource;
-            resource["meta"] = json!({
-                "versionId": version.to_string(),
-                "lastUpdated": format_instant(state.now),
-            });
+            // The resource's own meta (its accounts) stays; the server's parts are stamped.
+            if !resource["meta"].is_object() {
+                resource["meta"] = json!({});
+            }
+            resource["meta"]["versionId"] = json!(version.to_string());
+            resource["meta"]["lastUpdated"] = json!(format_instant(state.now));
             Ok(Decision::Write(NewVersion {
                 resource_type: t,
                 id: i,
