@@ -350,8 +350,10 @@ impl Repository {
         Ok(write::written(ctx, op.kind, outcome))
     }
 
-    /// For a super admin's update, patch or delete of a resource of another project: that
-    /// project, where the new version goes (a resource never changes project; spec §8.3).
+    /// For a super admin (spec §1.4, §8.3), where a single write goes when not in its own
+    /// project: an update, patch or delete of a resource of another project goes to that project
+    /// (a resource never changes project); a create, or an update that creates, goes to the
+    /// project its `meta.project` names.
     async fn project_of_target(
         &self,
         ctx: &RequestContext,
@@ -360,25 +362,64 @@ impl Repository {
         if ctx.view != ProjectView::All {
             return Ok(None);
         }
-        let (resource_type, id) = match request {
+        let (resource_type, id, body) = match request {
+            WriteRequest::Create { resource, .. } => {
+                return self.named_project(ctx, resource, None).await;
+            }
             WriteRequest::Update {
+                resource_type,
+                id,
+                resource,
+                ..
+            } => (resource_type, id, Some(resource)),
+            WriteRequest::Patch {
                 resource_type, id, ..
             }
-            | WriteRequest::Patch {
-                resource_type, id, ..
-            }
-            | WriteRequest::Delete { resource_type, id } => (resource_type, id),
+            | WriteRequest::Delete { resource_type, id } => (resource_type, id, None),
             _ => return Ok(None),
         };
         if Self::check_type(resource_type).is_err() || Self::check_id(id).is_err() {
             return Ok(None);
         }
-        Ok(self
-            .store
-            .read(resource_type, id)
-            .await?
-            .map(|r| r.project)
-            .filter(|p| *p != ctx.project))
+        if let Some(current) = self.store.read(resource_type, id).await? {
+            return Ok(Some(current.project).filter(|p| *p != ctx.project));
+        }
+        match body {
+            Some(body) => self.named_project(ctx, body, Some(id)).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The project a super admin's new resource names in `meta.project`, if another than its
+    /// own: a Project that exists, or the Project being created itself (`id`).
+    async fn named_project(
+        &self,
+        ctx: &RequestContext,
+        body: &serde_json::Value,
+        id: Option<&str>,
+    ) -> Result<Option<String>, RepoError> {
+        let Some(named) = body.pointer("/meta/project").and_then(|p| p.as_str()) else {
+            return Ok(None);
+        };
+        if named == ctx.project {
+            return Ok(None);
+        }
+        let itself = body.get("resourceType").and_then(|t| t.as_str()) == Some("Project")
+            && id == Some(named);
+        let exists = Self::check_id(named).is_ok()
+            && self
+                .store
+                .read("Project", named)
+                .await?
+                .is_some_and(|p| !p.deleted);
+        if itself || exists {
+            Ok(Some(named.to_owned()))
+        } else {
+            Err(RepoError::invalid_at(
+                format!("meta.project names no Project: {}", truncate(named)),
+                "meta.project",
+            ))
+        }
     }
 
     /// Processes a `batch` or `transaction` Bundle and returns the response Bundle.

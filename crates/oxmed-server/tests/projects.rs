@@ -233,6 +233,49 @@ e2e!(
                 }
             }
         }
+        // A super admin creates in the project `meta.project` names; anyone else's is ignored.
+        let placed = srv
+            .create(&json!({"resourceType": "Patient", "meta": {"project": t.project}}))
+            .await;
+        assert_eq!(read_status(&member, &placed).await, 200);
+        let bogus = srv
+        .post(
+            "Patient",
+            &json!({"resourceType": "Patient", "meta": {"project": oxmed_repo::meta::new_id()}}),
+        )
+        .await;
+        assert_eq!(bogus.status, 400, "{}", bogus.text);
+        let own_only = outsider
+            .post(
+                "Patient",
+                &json!({"resourceType": "Patient", "meta": {"project": t.project}}),
+            )
+            .await;
+        assert_eq!(own_only.status, 201, "{}", own_only.text);
+        assert_eq!(read_status(&member, &own_only.body).await, 404);
+        assert_eq!(read_status(&outsider, &own_only.body).await, 200);
+        // A new Project in itself, and a member of it, as an operator sets up a tenant.
+        let fresh = oxmed_repo::meta::new_id();
+        let r = srv
+            .put(
+                &format!("Project/{fresh}"),
+                &json!({"resourceType": "Project", "id": fresh, "name": "New",
+                "meta": {"project": fresh}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let inside = srv
+            .create(&json!({"resourceType": "Patient", "meta": {"project": fresh}}))
+            .await;
+        let extended = srv
+            .send(
+                reqwest::Method::GET,
+                &format!("Patient/{}", id(&inside)),
+                &Value::Null,
+                &[("x-medplum", "extended")],
+            )
+            .await;
+        assert_eq!(extended.body["meta"]["project"], json!(fresh));
         // A delete by the super admin reaches the tenant's resource too.
         assert_eq!(srv.delete(&path).await.status, 200);
         assert_eq!(member.get(&path).await.status, 410);

@@ -202,12 +202,13 @@ impl Store {
     pub async fn explain_search(
         &self,
         project: &str,
+        view: &ProjectView,
         request: &SearchRequest,
         restriction: Option<&Restriction>,
     ) -> Result<String, StoreError> {
         match self {
-            Store::Sqlite(s) => s.explain_search(project, request, restriction).await,
-            Store::Postgres(s) => s.explain_search(project, request, restriction).await,
+            Store::Sqlite(s) => s.explain_search(project, view, request, restriction).await,
+            Store::Postgres(s) => s.explain_search(project, view, request, restriction).await,
         }
     }
 

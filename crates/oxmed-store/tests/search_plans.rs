@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use common::*;
 use oxmed_fhir::search::{Clause, Condition, SearchRequest};
+use oxmed_store::ProjectView;
 use serde_json::{Value, json};
 
 const P: &str = "plans";
@@ -96,18 +97,24 @@ fn observations_of(patients: &[String]) -> oxmed_fhir::search::Restriction {
     }
 }
 
-fn cases(backend: Backend) -> Vec<Case> {
-    let sqlite = backend == Backend::Sqlite;
-    // Patients named Smith, and Patients with an Observation of code C17.
-    let k = patient_count() / 300;
-    let mut subject_code = request(
+/// `Observation?subject=Patient/p1234&code=http://loinc.org|8867-4`, first page of 20.
+fn subject_code() -> SearchRequest {
+    let mut r = request(
         "Observation",
         vec![
             one(param("subject", reference(Some("Patient"), "p1234"))),
             one(param("code", tok(Some("http://loinc.org"), "8867-4"))),
         ],
     );
-    subject_code.count = 20;
+    r.count = 20;
+    r
+}
+
+fn cases(backend: Backend) -> Vec<Case> {
+    let sqlite = backend == Backend::Sqlite;
+    // Patients named Smith, and Patients with an Observation of code C17.
+    let k = patient_count() / 300;
+    let subject_code = subject_code();
     let mut name = request("Patient", vec![one(param("name", starts("smi")))]);
     name.count = 20;
     let mut newest = request("Patient", vec![]);
@@ -327,7 +334,7 @@ async fn check_plans(db: Db) {
         let restriction = case.restriction.as_ref();
         let plan = db
             .store
-            .explain_search(P, &case.request, restriction)
+            .explain_search(P, &ProjectView::Own, &case.request, restriction)
             .await
             .unwrap();
         let found = db
@@ -375,7 +382,11 @@ async fn check_plans(db: Db) {
         r.count = 20;
         let first = db.store.search(P, &r, None).await.unwrap();
         r.cursor = first.next_cursor;
-        let plan = db.store.explain_search(P, &r, None).await.unwrap();
+        let plan = db
+            .store
+            .explain_search(P, &ProjectView::Own, &r, None)
+            .await
+            .unwrap();
         let second = db.store.search(P, &r, None).await.unwrap();
         println!(
             "\n[{:?}] Patient?_sort={keys:?}, second page by cursor\n{plan}",
@@ -395,6 +406,21 @@ async fn check_plans(db: Db) {
         if !ok {
             failures.push(format!("second page of {keys:?} is not an index range"));
         }
+    }
+    // A super admin sees every project: the same search over each project's key, as cheap.
+    let r = subject_code();
+    for view in [ProjectView::Own, ProjectView::All] {
+        let plan = db.store.explain_search(P, &view, &r, None).await.unwrap();
+        let runs = 200;
+        let t = Instant::now();
+        for _ in 0..runs {
+            db.store.search_shared(P, &view, &r, None).await.unwrap();
+        }
+        println!(
+            "\n[{:?}] Observation?subject&code over {view:?} ({:?} per search)\n{plan}",
+            db.backend,
+            t.elapsed() / runs
+        );
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }

@@ -178,17 +178,16 @@ impl PgStore {
     pub async fn explain_search(
         &self,
         project: &str,
+        view: &ProjectView,
         request: &SearchRequest,
         restriction: Option<&Restriction>,
     ) -> Result<String, StoreError> {
         let client = self.pool.get().await?;
-        let key = self.project_key(&client, project).await?.unwrap_or(0);
-        let plan = crate::search::plan(
-            Dialect::Postgres,
-            &ProjectFilter::one(key),
-            request,
-            restriction,
-        )?;
+        let filter = self
+            .project_filter(&client, project, view)
+            .await?
+            .unwrap_or(ProjectFilter::one(0));
+        let plan = crate::search::plan(Dialect::Postgres, &filter, request, restriction)?;
         let Some(statement) = plan.main_statement() else {
             return Ok(String::new());
         };

@@ -272,6 +272,8 @@ pub(crate) struct Compiler<'a> {
     project: String,
     /// Projects of the scope visible only for some types (linked projects that export some).
     limited: Vec<(i64, Vec<String>)>,
+    /// The scope is every project.
+    every_project: bool,
     restriction: Option<&'a Restriction>,
     /// The instant `ap` on dates measures its tolerance from.
     now: i64,
@@ -315,6 +317,7 @@ impl<'a> Compiler<'a> {
             params,
             project,
             limited: projects.limited.clone(),
+            every_project: projects.keys.is_none(),
             restriction,
             now,
         }
@@ -331,7 +334,11 @@ impl<'a> Compiler<'a> {
 
     /// Live rows of the scope in the project.
     pub(crate) fn base(&mut self, scope: &Scope) -> Pred {
-        let mut sql = format!("{{a}}.project_key {} AND NOT {{a}}.deleted", self.project);
+        // Every project: a row needs no test of its project (its index rows were sought by it).
+        let mut sql = match self.every_project {
+            true => "NOT {a}.deleted".to_owned(),
+            false => format!("{{a}}.project_key {} AND NOT {{a}}.deleted", self.project),
+        };
         if let Some(types) = scope.cond("{a}.resource_type", &mut self.params) {
             sql.push_str(" AND ");
             sql.push_str(&types);

@@ -214,21 +214,20 @@ impl SqliteStore {
     pub async fn explain_search(
         &self,
         project: &str,
+        view: &ProjectView,
         request: &SearchRequest,
         restriction: Option<&Restriction>,
     ) -> Result<String, StoreError> {
         let keys = self.inner.keys.clone();
         let project = project.to_owned();
+        let view = view.clone();
         let request = request.clone();
         let restriction = restriction.cloned();
         self.blocking(move |c| {
-            let key = project_key(c, &keys, &project)?.unwrap_or(0);
-            let plan = crate::search::plan(
-                Dialect::Sqlite,
-                &ProjectFilter::one(key),
-                &request,
-                restriction.as_ref(),
-            )?;
+            let filter =
+                project_filter(c, &keys, &project, &view)?.unwrap_or(ProjectFilter::one(0));
+            let plan =
+                crate::search::plan(Dialect::Sqlite, &filter, &request, restriction.as_ref())?;
             let Some(statement) = plan.main_statement() else {
                 return Ok(String::new());
             };
