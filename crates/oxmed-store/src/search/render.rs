@@ -308,6 +308,16 @@ impl Render {
                 table, cond, point, ..
             } => {
                 let i = self.alias("i");
+                if self.fenced {
+                    // PostgreSQL, generic plan: the resource's few rows by `rid`, then the
+                    // condition on them. Left to itself the planner probes the wide lookup index
+                    // with every key column for each row checked, about twice the work.
+                    let x = self.alias("x");
+                    return format!(
+                        "EXISTS (SELECT 1 FROM (SELECT * FROM {table} {x} WHERE {x}.rid = {row}.rid OFFSET 0) {i} WHERE {})",
+                        checking(cond, &i, sqlite)
+                    );
+                }
                 let hint = if sqlite && !point {
                     format!(" INDEXED BY {table}_rid")
                 } else {
