@@ -788,7 +788,14 @@ impl<'a> Compiler<'a> {
                 None => groups.push((codes, vec![t])),
             }
         }
-        let target_type = self.params.text(compartment_type);
+        // A type name in the statement's text, not a parameter: PostgreSQL's generic plan for a
+        // policy's compartment list then knows which target type it probes (as a parameter the
+        // same search measured about a third slower). Anything but a plain name is a parameter.
+        let target_type = if compartment_type.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            format!("'{compartment_type}'")
+        } else {
+            self.params.text(compartment_type)
+        };
         for (codes, group) in groups {
             let types = self.params.texts(group);
             let codes = self.params.texts(codes);

@@ -128,12 +128,27 @@ impl Render {
             .filter(|(i, _)| *i != driver)
             .map(|(_, p)| *p)
             .partition(|p| matches!(p, Pred::Set { set, .. } if set.keyed_by_rid()));
+        let postgres = self.dialect == Dialect::Postgres;
         let mut checks = |preds: &[&Pred], row: &str| {
             if preds.is_empty() {
-                "1 = 1".to_owned()
-            } else {
-                self.conjuncts(preds, None, row, Mode::Check)
+                return "1 = 1".to_owned();
             }
+            if !postgres || preds.len() == 1 {
+                return self.conjuncts(preds, None, row, Mode::Check);
+            }
+            // In the order written (the caller's conditions, then a policy's view): PostgreSQL
+            // would order them by its cost guesses, and a policy's list of compartments, which
+            // nearly every row passes, would then be checked for every row the search's own
+            // conditions reject.
+            let parts: Vec<String> = preds
+                .iter()
+                .map(|p| self.conjuncts(&[*p], None, row, Mode::Check))
+                .collect();
+            let mut sql = parts[parts.len() - 1].clone();
+            for part in parts[..parts.len() - 1].iter().rev() {
+                sql = format!("CASE WHEN {part} THEN {sql} ELSE FALSE END");
+            }
+            sql
         };
         let early = checks(&early, "d");
         let late = checks(&late, "r");
@@ -308,10 +323,11 @@ impl Render {
                 table, cond, point, ..
             } => {
                 let i = self.alias("i");
-                if self.fenced {
-                    // PostgreSQL, generic plan: the resource's few rows by `rid`, then the
-                    // condition on them. Left to itself the planner probes the wide lookup index
-                    // with every key column for each row checked, about twice the work.
+                if self.fenced && *point {
+                    // PostgreSQL, generic plan, one value for every key column: the resource's
+                    // few rows by `rid`, then the condition on them. Left to itself the planner
+                    // probes the wide lookup index with every key column for each row checked,
+                    // about twice the work. (A list of values it already checks well.)
                     let x = self.alias("x");
                     return format!(
                         "EXISTS (SELECT 1 FROM (SELECT * FROM {table} {x} WHERE {x}.rid = {row}.rid OFFSET 0) {i} WHERE {})",
