@@ -118,11 +118,8 @@ impl Repository {
         request: &WriteRequest,
         known: &mut HashMap<String, Vec<String>>,
     ) -> Result<Vec<String>, RepoError> {
-        let resource = match request {
-            WriteRequest::Create { resource, .. }
-            | WriteRequest::Update { resource, .. }
-            | WriteRequest::ConditionalUpdate { resource, .. } => resource,
-            _ => return Ok(Vec::new()),
+        let Some(resource) = request.resource() else {
+            return Ok(Vec::new());
         };
         let rt = resource
             .get("resourceType")

@@ -48,22 +48,19 @@ impl Repository {
             return Ok(());
         }
         let mut found = Vec::new();
-        match request {
-            WriteRequest::Create { resource, .. }
-            | WriteRequest::Update { resource, .. }
-            | WriteRequest::ConditionalUpdate { resource, .. } => {
-                let rt = resource
-                    .get("resourceType")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                collect(resource, rt, rt, &mut found);
-            }
-            WriteRequest::Patch {
-                resource_type,
-                patch,
-                ..
-            } => collect_patch(patch, resource_type, &mut found),
-            WriteRequest::Delete { .. } | WriteRequest::ConditionalDelete { .. } => {}
+        if let Some(resource) = request.resource() {
+            let rt = resource
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            collect(resource, rt, rt, &mut found);
+        } else if let WriteRequest::Patch {
+            resource_type,
+            patch,
+            ..
+        } = request
+        {
+            collect_patch(patch, resource_type, &mut found);
         }
         if found.len() > MAX_REFERENCES {
             return Err(RepoError::invalid(format!(

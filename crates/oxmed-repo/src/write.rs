@@ -57,6 +57,19 @@ pub enum WriteRequest {
     },
 }
 
+impl WriteRequest {
+    /// The resource a create or an update writes whole (a patch's result is known only in its
+    /// transaction).
+    pub(crate) fn resource(&self) -> Option<&Value> {
+        match self {
+            WriteRequest::Create { resource, .. }
+            | WriteRequest::Update { resource, .. }
+            | WriteRequest::ConditionalUpdate { resource, .. } => Some(resource),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Create,
