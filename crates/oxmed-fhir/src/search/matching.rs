@@ -112,14 +112,11 @@ pub fn matches_with(
     let subject = Subject {
         resource_type,
         id: resource.get("id").and_then(Value::as_str),
-        last_updated: resource
-            .pointer("/meta/lastUpdated")
-            .and_then(Value::as_str)
-            .and_then(parse_date_range)
-            .map(|(start, _)| start),
+        resource: Some(resource),
+        last_updated: std::cell::OnceCell::new(),
         entries,
-        now: now_micros(),
-        compartment_patients: std::cell::OnceCell::new(),
+        now: std::cell::OnceCell::new(),
+        compartments: std::cell::OnceCell::new(),
     };
     subject.all(clauses)
 }
@@ -136,10 +133,11 @@ pub fn matches_entries(
     Subject {
         resource_type,
         id: Some(id),
-        last_updated: Some(last_updated_micros),
+        resource: None,
+        last_updated: Some(last_updated_micros).into(),
         entries,
-        now: now_micros(),
-        compartment_patients: std::cell::OnceCell::new(),
+        now: std::cell::OnceCell::new(),
+        compartments: std::cell::OnceCell::new(),
     }
     .all(clauses)
 }
@@ -186,15 +184,34 @@ impl From<bool> for Truth {
 struct Subject<'a> {
     resource_type: &'a str,
     id: Option<&'a str>,
-    last_updated: Option<i64>,
+    /// What `last_updated` is read from when first needed (few criteria test it).
+    resource: Option<&'a Value>,
+    last_updated: std::cell::OnceCell<Option<i64>>,
     entries: &'a [IndexEntry],
-    now: i64,
-    /// The Patients whose compartment the resource is in through its references, found once
-    /// however many compartments a clause lists.
-    compartment_patients: std::cell::OnceCell<Vec<&'a str>>,
+    now: std::cell::OnceCell<i64>,
+    /// The compartments (type, id) the resource is in: the Patients its compartment
+    /// parameters refer to, itself when a Patient, and its accounts; found once however many
+    /// compartments a clause lists (a policy's list of a hundred Patients is as many
+    /// conditions).
+    compartments: std::cell::OnceCell<Vec<(&'a str, &'a str)>>,
 }
 
 impl<'a> Subject<'a> {
+    fn last_updated(&self) -> Option<i64> {
+        *self.last_updated.get_or_init(|| {
+            self.resource?
+                .get("meta")?
+                .get("lastUpdated")?
+                .as_str()
+                .and_then(parse_date_range)
+                .map(|(start, _)| start)
+        })
+    }
+
+    fn now(&self) -> i64 {
+        *self.now.get_or_init(now_micros)
+    }
+
     fn all(&self, clauses: &[Clause]) -> Result<bool, MatchError> {
         let mut unknown = None;
         for clause in clauses {
@@ -222,23 +239,30 @@ impl<'a> Subject<'a> {
         unknown.map_or(Truth::False, Truth::Unknown)
     }
 
-    /// See [`Subject::compartment_patients`]: the Patient ids of the reference values of the
-    /// parameters the Patient CompartmentDefinition lists for the type.
-    fn compartment_patients(&self) -> &[&'a str] {
-        self.compartment_patients.get_or_init(|| {
+    /// See [`Subject::compartments`]: the Patients the parameters the Patient
+    /// CompartmentDefinition lists for the type refer to, the resource itself if a Patient,
+    /// and every account (of any type).
+    fn compartments(&self) -> &[(&'a str, &'a str)] {
+        self.compartments.get_or_init(|| {
             let codes = patient_compartment_params(self.resource_type);
-            self.entries
+            let mut found: Vec<(&str, &str)> = self
+                .entries
                 .iter()
-                .filter(|e| codes.contains(&e.code))
                 .filter_map(|e| match &e.value {
                     IndexValue::Reference {
                         target_type: Some(t),
                         target_id: Some(i),
                         ..
-                    } if t == "Patient" => Some(i.as_str()),
+                    } if e.code == ACCOUNT_CODE || (t == "Patient" && codes.contains(&e.code)) => {
+                        Some((t.as_str(), i.as_str()))
+                    }
                     _ => None,
                 })
-                .collect()
+                .collect();
+            if let (Some(id), "Patient") = (self.id, self.resource_type) {
+                found.push(("Patient", id));
+            }
+            found
         })
     }
 
@@ -252,8 +276,8 @@ impl<'a> Subject<'a> {
     fn condition(&self, condition: &Condition) -> Truth {
         match condition {
             Condition::Id(id) => (self.id == Some(id.as_str())).into(),
-            Condition::LastUpdated(test) => match self.last_updated {
-                Some(t) => date_matches(test.prefix, (t, t), (test.start, test.end), self.now),
+            Condition::LastUpdated(test) => match self.last_updated() {
+                Some(t) => date_matches(test.prefix, (t, t), (test.start, test.end), self.now()),
                 None => test.prefix == Prefix::Ne,
             }
             .into(),
@@ -264,21 +288,11 @@ impl<'a> Subject<'a> {
             Condition::Compartment {
                 compartment_type,
                 id,
-            } => {
-                let in_account = self.values(ACCOUNT_CODE).any(|v| {
-                    matches!(v, IndexValue::Reference {
-                        target_type: Some(t),
-                        target_id: Some(i),
-                        ..
-                    } if t == compartment_type && i == id)
-                });
-                if compartment_type != "Patient" {
-                    return in_account.into();
-                }
-                let is_itself = self.resource_type == "Patient" && self.id == Some(id.as_str());
-                let refers = self.compartment_patients().contains(&id.as_str());
-                (is_itself || refers || in_account).into()
-            }
+            } => self
+                .compartments()
+                .iter()
+                .any(|(t, i)| *i == id.as_str() && *t == compartment_type.as_str())
+                .into(),
             Condition::Chain { reference_code, .. } => Truth::Unknown(format!(
                 "the chained parameter {reference_code}.… needs the referenced resources"
             )),
@@ -297,9 +311,10 @@ impl<'a> Subject<'a> {
             let positive = positive_form(test);
             !self
                 .values(code)
-                .any(|v| value_matches(&positive, v, self.now))
+                .any(|v| value_matches(&positive, v, self.now()))
         } else {
-            self.values(code).any(|v| value_matches(test, v, self.now))
+            self.values(code)
+                .any(|v| value_matches(test, v, self.now()))
         }
     }
 }

@@ -371,8 +371,35 @@ impl<'a> Compiler<'a> {
         // After the caller's own conditions: of sets guessed equally selective the first
         // drives, and a policy's view (the compartments of a hundred Patients) is usually far
         // wider than what a search asks for (one Patient's Observations of one code).
-        all.push(self.restriction(scope)?);
+        if !self.implies_restriction(scope, clauses) {
+            all.push(self.restriction(scope)?);
+        }
         Ok(and(all))
+    }
+
+    /// Whether every row meeting the caller's `clauses` is visible under the restriction
+    /// anyway, so that checking it would only cost: some alternative of the type has each of its
+    /// clauses implied by one of the caller's. The common case is a patient's own data under a
+    /// compartment policy (`Observation?subject=Patient/X` with `Patient/X` in the policy's
+    /// list), where the check is one more index probe and a list lookup for every row.
+    fn implies_restriction(&self, scope: &Scope, clauses: &[Clause]) -> bool {
+        let (Some(restriction), Scope::One(t)) = (self.restriction, scope) else {
+            return false;
+        };
+        let Some(alternatives) = restriction.types.get(t) else {
+            return false;
+        };
+        alternatives.iter().any(|alternative| {
+            alternative.iter().all(|allowed| {
+                clauses.iter().any(|clause| {
+                    !clause.any.is_empty()
+                        && clause
+                            .any
+                            .iter()
+                            .all(|c| allowed.any.iter().any(|a| implies(t, c, a)))
+                })
+            })
+        })
     }
 
     /// The restriction for rows of `scope`: `true` without one, `false` for a type it does not
@@ -1218,6 +1245,33 @@ fn uri_ancestors(u: &str) -> Vec<String> {
     out
 }
 
+/// Whether a row of `resource_type` meeting `condition` always meets `allowed`: the same test,
+/// or a reference to `Patient/X` through a parameter of the Patient compartment, which puts the
+/// row in that compartment (the compartment's SQL reads those same reference rows).
+fn implies(resource_type: &str, condition: &Condition, allowed: &Condition) -> bool {
+    if condition == allowed {
+        return true;
+    }
+    match (condition, allowed) {
+        (
+            Condition::Param {
+                code,
+                test: Test::Reference(ReferenceTest::Local { target_type, id }),
+            },
+            Condition::Compartment {
+                compartment_type,
+                id: member,
+            },
+        ) => {
+            compartment_type == "Patient"
+                && target_type.as_deref() == Some("Patient")
+                && id == member
+                && patient_compartment_params(resource_type).contains(code)
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1257,6 +1311,60 @@ mod tests {
             assert!(!is_at_or_below(u, stored));
             assert!(!candidates.iter().any(|c| c == stored), "{stored}");
         }
+    }
+
+    #[test]
+    fn a_reference_to_a_patient_implies_only_that_patients_compartment() {
+        let reference = |code: &str, target_type: Option<&str>, id: &str| Condition::Param {
+            code: code.into(),
+            test: Test::Reference(ReferenceTest::Local {
+                target_type: target_type.map(str::to_owned),
+                id: id.into(),
+            }),
+        };
+        let compartment = |t: &str, id: &str| Condition::Compartment {
+            compartment_type: t.into(),
+            id: id.into(),
+        };
+        let x = compartment("Patient", "x");
+        assert!(implies(
+            "Observation",
+            &reference("subject", Some("Patient"), "x"),
+            &x
+        ));
+        assert!(implies(
+            "Observation",
+            &reference("performer", Some("Patient"), "x"),
+            &x
+        ));
+        assert!(implies("Observation", &x, &x));
+        // Another Patient, a bare id (any type), another type, a parameter outside the
+        // compartment, another compartment type: the policy must still be checked.
+        assert!(!implies(
+            "Observation",
+            &reference("subject", Some("Patient"), "y"),
+            &x
+        ));
+        assert!(!implies(
+            "Observation",
+            &reference("subject", None, "x"),
+            &x
+        ));
+        assert!(!implies(
+            "Observation",
+            &reference("subject", Some("Group"), "x"),
+            &x
+        ));
+        assert!(!implies(
+            "Observation",
+            &reference("focus", Some("Patient"), "x"),
+            &x
+        ));
+        assert!(!implies(
+            "Observation",
+            &reference("subject", Some("Patient"), "x"),
+            &compartment("Practitioner", "x")
+        ));
     }
 
     #[test]
