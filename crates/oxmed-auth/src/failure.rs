@@ -28,6 +28,9 @@ pub enum AuthFailure {
     /// 403.
     #[error("Forbidden")]
     Forbidden,
+    /// 409 `OperationOutcome` whose `details.text` is the message.
+    #[error("{0}")]
+    Conflict(String),
     /// 429: too many attempts; retry after this many seconds.
     #[error("Too Many Requests")]
     TooMany(u64),
@@ -82,6 +85,7 @@ impl From<RepoError> for AuthFailure {
             ),
             RepoError::NotFound(_) | RepoError::Gone(_) => AuthFailure::NotFound,
             RepoError::Forbidden => AuthFailure::Forbidden,
+            RepoError::Conflict(m) => AuthFailure::Conflict(m),
             other => AuthFailure::Internal(other.to_string()),
         }
     }

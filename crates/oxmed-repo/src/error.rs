@@ -56,7 +56,12 @@ impl From<StoreError> for RepoError {
             StoreError::Conflict(t, id) => RepoError::Conflict(format!(
                 "{t}/{id} was written concurrently or belongs elsewhere"
             )),
-            // The only unique key so far is a User's email in its scope (see `unique_keys`).
+            // See `write::unique_keys`.
+            StoreError::Duplicate(key) if key.starts_with(crate::write::MEMBERSHIP_EXTERNAL_ID) => {
+                RepoError::Conflict(
+                    "A membership with this externalId already exists in this project".into(),
+                )
+            }
             StoreError::Duplicate(_) => RepoError::invalid_at("Email already registered", "email"),
             other => RepoError::Store(other),
         }

@@ -7,7 +7,8 @@ use oxmed_fhir::search::parse::{ParseOptions, parse_search};
 use oxmed_store::StoredResource;
 use serde_json::Value;
 
-use crate::{RepoError, Repository, truncate};
+use crate::write::{self, WriteRequest, Written};
+use crate::{RepoError, Repository, RequestContext, truncate};
 
 /// Where a system search looks.
 #[derive(Debug, Clone, Copy)]
@@ -17,6 +18,32 @@ pub enum Scope<'a> {
 }
 
 impl Repository {
+    /// Writes as the system, each request in the project paired with it, in one transaction:
+    /// all of them or none (an invite's User, profile and membership, which may live in two
+    /// projects).
+    pub async fn system_transaction(
+        &self,
+        writes: Vec<(String, WriteRequest)>,
+    ) -> Result<Vec<Written>, RepoError> {
+        let Some(first) = writes.first().map(|(p, _)| p.clone()) else {
+            return Ok(Vec::new());
+        };
+        let mut ops = Vec::with_capacity(writes.len());
+        let mut done = Vec::with_capacity(writes.len());
+        for (project, request) in writes {
+            let ctx = RequestContext::system_in(&project);
+            let prepared = write::prepare(&ctx, request, None, Vec::new())?;
+            ops.push(prepared.op.in_project(project));
+            done.push((ctx, prepared.kind));
+        }
+        let outcomes = self.execute(&first, ops).await?;
+        Ok(outcomes
+            .into_iter()
+            .zip(done)
+            .map(|(outcome, (ctx, kind))| write::written(&ctx, kind, outcome))
+            .collect())
+    }
+
     /// The current version of a resource in whichever project it is; `None` if absent or
     /// deleted.
     pub async fn system_read(

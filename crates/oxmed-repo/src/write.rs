@@ -672,10 +672,25 @@ fn new_version(
     })
 }
 
-/// The keys no two live resources may share (spec §0): a User's email, lower-cased, in its
+pub(crate) const MEMBERSHIP_EXTERNAL_ID: &str = "ProjectMembership.externalId";
+
+/// The keys no two live resources may share (spec §0, §7.5): a membership's external id in its
+/// project, and a User's email, lower-cased, in its
 /// scope (its `project`, or none for a server-scoped user). The store's migration computes the
 /// same key for the Users stored before (ASCII lower case, spaces trimmed, as SQL does).
 pub(crate) fn unique_keys(resource: &Value) -> Vec<String> {
+    if resource["resourceType"] == "ProjectMembership" {
+        // An external id names one member of a project (spec §7.5).
+        return match (
+            resource["project"]["reference"].as_str(),
+            resource["externalId"].as_str(),
+        ) {
+            (Some(project), Some(external)) => {
+                vec![format!("{MEMBERSHIP_EXTERNAL_ID}|{project}|{external}")]
+            }
+            _ => Vec::new(),
+        };
+    }
     if resource["resourceType"] != "User" {
         return Vec::new();
     }

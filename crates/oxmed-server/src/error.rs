@@ -123,6 +123,10 @@ pub fn auth_outcome(failure: &oxmed_auth::AuthFailure) -> Response {
             StatusCode::BAD_REQUEST,
             operation_outcome(&[Issue::error("invalid", text.clone())]),
         ),
+        F::Conflict(text) => (
+            StatusCode::CONFLICT,
+            operation_outcome(&[Issue::error("conflict", text.clone())]),
+        ),
         F::OAuth {
             status,
             description,

@@ -71,6 +71,10 @@ pub type Decide =
 pub struct WriteOp {
     pub target: Target,
     pub decide: Decide,
+    /// The project this op writes in, when not the one the transaction was submitted for: a
+    /// server-scoped User (in the server's project) and its membership of a project are one
+    /// transaction, committed together or not at all.
+    pub project: Option<String>,
 }
 
 impl WriteOp {
@@ -83,6 +87,15 @@ impl WriteOp {
         WriteOp {
             target,
             decide: Box::new(decide),
+            project: None,
+        }
+    }
+
+    /// The same op, writing in `project` (see [`WriteOp::project`]).
+    pub fn in_project(self, project: impl Into<String>) -> WriteOp {
+        WriteOp {
+            project: Some(project.into()),
+            ..self
         }
     }
 }

@@ -103,6 +103,28 @@ async fn check(db: common::Db) {
         "{err}"
     );
     assert_eq!(counts(store, url).await, (1, 1, 1));
+
+    // Ops in another project than the transaction's: rolled back together with the others...
+    let err = store
+        .execute(PROJECT, vec![create("d").in_project("p2"), failing()])
+        .await
+        .expect_err("the second op fails");
+    assert!(err.to_string().contains("refused on purpose"), "{err}");
+    assert_eq!(counts(store, url).await, (1, 1, 1));
+    // ...and committed together, each in its own project.
+    store
+        .execute(PROJECT, vec![create("e").in_project("p2"), create("f")])
+        .await
+        .unwrap();
+    assert_eq!(counts(store, url).await, (3, 3, 3));
+    assert_eq!(
+        store.read("Patient", "e").await.unwrap().unwrap().project,
+        "p2"
+    );
+    assert_eq!(
+        store.read("Patient", "f").await.unwrap().unwrap().project,
+        PROJECT
+    );
     store.close().await;
 }
 

@@ -18,7 +18,7 @@ use crate::AppState;
 use crate::error::auth_outcome;
 use crate::middleware::ClientAddr;
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut resp = (status, body.to_string()).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -47,7 +47,7 @@ fn login_response(result: Result<LoginResult, AuthFailure>) -> Response {
     }
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, AuthFailure> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, AuthFailure> {
     serde_json::from_slice(body).map_err(|_| AuthFailure::invalid("Invalid JSON body"))
 }
 

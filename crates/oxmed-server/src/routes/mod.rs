@@ -1,5 +1,6 @@
 //! The HTTP routes, grouped by area.
 
+mod admin;
 mod auth;
 mod authorize;
 mod fhir;
@@ -36,6 +37,14 @@ fn auth_routes(state: &AppState) -> Router<AppState> {
         .route("/auth/mfa/status", get(auth::mfa_status))
         .route("/auth/mfa/enroll", post(auth::mfa_enroll))
         .route("/auth/mfa/disable", post(auth::mfa_disable))
+        .route("/admin/projects/{project}", get(admin::project))
+        .route("/admin/projects/{project}/invite", post(admin::invite))
+        .route(
+            "/admin/projects/{project}/members/{membership}",
+            get(admin::get_member)
+                .post(admin::update_member)
+                .delete(admin::delete_member),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route(

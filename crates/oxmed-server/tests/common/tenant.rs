@@ -1,13 +1,12 @@
 //! A tenant of its own for access-control tests: a Project (not the super admin's) set up by
-//! the server itself — there is no admin API yet to make one (issue 6) — and members that are
-//! ClientApplications with memberships and real tokens.
+//! the server itself, so that these tests do not depend on the admin API they are partly about,
+//! and members that are ClientApplications with memberships and real tokens.
 
 use serde_json::{Value, json};
 
 use super::{Resp, TestServer, form};
 
-/// A project of its own (not the super admin's), set up by the server itself: there is no
-/// admin API yet to make one (issue 6).
+/// A project of its own (not the super admin's), set up by the server itself.
 pub struct Tenant<'a> {
     pub srv: &'a TestServer,
     pub project: String,

@@ -294,8 +294,19 @@ impl PgStore {
     ) -> Result<Vec<WriteOutcome>, StoreError> {
         let mut client = self.pool.get().await?;
         let key = self.ensure_project_key(&client, project).await?;
+        // The keys of the other projects the ops write in, made before the transaction (see
+        // `ensure_project_key`).
+        let mut keys = vec![(project.to_owned(), key)];
+        let others: Vec<String> = ops.iter().filter_map(|op| op.project.clone()).collect();
+        for p in others {
+            if !keys.iter().any(|(k, _)| *k == p) {
+                let k = self.ensure_project_key(&client, &p).await?;
+                keys.push((p, k));
+            }
+        }
         if let [op] = ops.as_slice()
             && matches!(op.target, Target::New { .. })
+            && op.project.is_none()
         {
             // A plain create is one statement, atomic on its own: one round trip.
             let Some(op) = ops.into_iter().next() else {
@@ -324,6 +335,14 @@ impl PgStore {
         let mut state = TxState::default();
         let mut outcomes = Vec::with_capacity(ops.len());
         for op in ops {
+            let (project, key) = match op.project.as_deref() {
+                None => (project, key),
+                Some(p) => keys
+                    .iter()
+                    .find(|(k, _)| k == p)
+                    .map(|(p, k)| (p.as_str(), *k))
+                    .ok_or_else(|| StoreError::Corrupt(format!("no key for project {p}")))?,
+            };
             let current = lookup(&tx, project, key, &op.target).await?;
             state.now = next_timestamp(current.one());
             let decision =

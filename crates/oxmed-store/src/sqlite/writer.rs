@@ -111,7 +111,13 @@ fn ensure_project_key(
 fn commit_group(conn: &Connection, keys: &ProjectKeys, jobs: Vec<Job>) {
     let mut ready = Vec::with_capacity(jobs.len());
     for job in jobs {
-        match ensure_project_key(conn, keys, &job.project) {
+        // Every project a job writes in has its key before the group's transaction begins: a
+        // key made inside it and rolled back would stay in the cache.
+        let mut others = job.ops.iter().filter_map(|op| op.project.as_deref());
+        let made = others
+            .try_for_each(|p| ensure_project_key(conn, keys, p).map(|_| ()))
+            .and_then(|()| ensure_project_key(conn, keys, &job.project));
+        match made {
             Ok(k) => ready.push((k, job)),
             Err(e) => {
                 let _ = job.reply.send(Err(e));
@@ -136,7 +142,7 @@ fn commit_group(conn: &Connection, keys: &ProjectKeys, jobs: Vec<Job>) {
         // failed statement undoes itself. The savepoint's page copies were a tenth of the
         // writer's time.
         if job.ops.len() == 1 {
-            let result = run_ops(conn, &job.project, key, job.ops);
+            let result = run_ops(conn, keys, &job.project, key, job.ops);
             if let Err(e) = &result
                 && !matches!(
                     e,
@@ -164,7 +170,7 @@ fn commit_group(conn: &Connection, keys: &ProjectKeys, jobs: Vec<Job>) {
             }
             results.push((job.reply, result));
         } else {
-            let result = run_in_savepoint(conn, &job.project, key, job.ops);
+            let result = run_in_savepoint(conn, keys, &job.project, key, job.ops);
             results.push((job.reply, result));
         }
     }
@@ -183,12 +189,13 @@ fn commit_group(conn: &Connection, keys: &ProjectKeys, jobs: Vec<Job>) {
 
 fn run_in_savepoint(
     conn: &Connection,
+    keys: &ProjectKeys,
     project: &str,
     key: i64,
     ops: Vec<WriteOp>,
 ) -> Result<Vec<WriteOutcome>, StoreError> {
     conn.execute_batch("SAVEPOINT job")?;
-    let result = run_ops(conn, project, key, ops);
+    let result = run_ops(conn, keys, project, key, ops);
     if result.is_err() {
         conn.execute_batch("ROLLBACK TO job")?;
     }
@@ -198,13 +205,22 @@ fn run_in_savepoint(
 
 fn run_ops(
     conn: &Connection,
-    project: &str,
-    key: i64,
+    keys: &ProjectKeys,
+    job_project: &str,
+    job_key: i64,
     ops: Vec<WriteOp>,
 ) -> Result<Vec<WriteOutcome>, StoreError> {
     let mut state = TxState::default();
     let mut outcomes = Vec::with_capacity(ops.len());
     for op in ops {
+        let (project, key) = match op.project.as_deref() {
+            None => (job_project, job_key),
+            Some(p) => (
+                p,
+                project_key(conn, keys, p)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("no key for project {p}")))?,
+            ),
+        };
         let current = match &op.target {
             Target::New { .. } => Found::None,
             Target::Id { resource_type, id } => match read_current_rid(conn, resource_type, id)? {

@@ -1,0 +1,422 @@
+//! The project admin API (spec §13.1, §7.5, §8.7; issue 6 point 1), over HTTP on both backends:
+//! invites with their upsert and conflict rules, external ids, members read, updated and
+//! removed. Every permission is tested with its denial, including attempts on another project.
+
+mod common;
+
+use common::tenant::{Member, Tenant, id};
+use common::{Resp, TestServer, sign_in};
+use serde_json::{Value, json};
+
+/// A request to `/admin/projects/...` with this bearer token.
+async fn admin_call(
+    srv: &TestServer,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Resp {
+    let mut req = srv
+        .plain
+        .request(method, format!("{}admin/projects/{path}", srv.base))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    Resp::from(req.send().await.expect("request")).await
+}
+
+async fn get_as(srv: &TestServer, token: &str, path: &str) -> Resp {
+    admin_call(srv, token, reqwest::Method::GET, path, None).await
+}
+
+async fn delete_as(srv: &TestServer, token: &str, path: &str) -> Resp {
+    admin_call(srv, token, reqwest::Method::DELETE, path, None).await
+}
+
+async fn post_as(srv: &TestServer, token: &str, path: &str, body: &Value) -> Resp {
+    admin_call(srv, token, reqwest::Method::POST, path, Some(body)).await
+}
+
+async fn invite(srv: &TestServer, token: &str, project: &str, body: &Value) -> Resp {
+    post_as(srv, token, &format!("{project}/invite"), body).await
+}
+
+fn practitioner(email: &str) -> Value {
+    json!({"resourceType": "Practitioner", "firstName": "Ada", "lastName": "Lovelace",
+        "email": email, "password": "correct-horse-battery"})
+}
+
+/// Users with this email, in every project (as the super admin sees them).
+async fn users_with(srv: &TestServer, email: &str) -> usize {
+    let r = srv.get(&format!("User?email={email}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["entry"].as_array().map_or(0, Vec::len)
+}
+
+fn unique_email(prefix: &str) -> String {
+    format!("{prefix}-{}@example.org", &oxmed_repo::meta::new_id()[..8])
+}
+
+e2e!(invite_makes_a_member_who_can_sign_in, |srv| async move {
+    let t = Tenant::new(&srv).await;
+    let admin = t.member(None, json!([]), true).await;
+    let plain = t.member(None, json!([]), false).await;
+    let email = unique_email("ada");
+
+    // Only an admin of the project may invite or read it.
+    let r = invite(&srv, &plain.token, &t.project, &practitioner(&email)).await;
+    assert_eq!(r.outcome(403), "Forbidden");
+    let r = get_as(&srv, &plain.token, &t.project).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(users_with(&srv, &email).await, 0);
+
+    let r = get_as(&srv, &admin.token, &t.project).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["project"]["id"], t.project.as_str());
+    assert_eq!(r.body["project"]["name"], "Clinic");
+
+    let r = invite(
+        &srv,
+        &admin.token,
+        &t.project,
+        &practitioner(&email.to_uppercase()),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let membership = r.body.clone();
+    assert_eq!(membership["resourceType"], "ProjectMembership");
+    assert_eq!(
+        membership["project"]["reference"],
+        format!("Project/{}", t.project)
+    );
+    assert!(
+        membership["user"]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("User/")
+    );
+    let profile = membership["profile"]["reference"].as_str().unwrap();
+    assert!(profile.starts_with("Practitioner/"), "{profile}");
+    assert_eq!(membership["profile"]["display"], "Ada Lovelace");
+    assert_eq!(users_with(&srv, &email).await, 1);
+    // The profile is in the project, with the email (lower-cased) as its telecom.
+    let p = srv.get(profile).await;
+    assert_eq!(p.body["telecom"][0]["value"], email.as_str());
+    assert_eq!(p.body["name"][0]["family"], "Lovelace");
+
+    // The invited person signs in with the password and lands in the project.
+    let token = sign_in(&srv.plain, &srv.base, &email, "correct-horse-battery").await;
+    let me: Value = srv
+        .plain
+        .get(format!("{}auth/me", srv.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["project"]["id"], t.project.as_str());
+    assert_eq!(me["membership"]["id"], membership["id"]);
+
+    // Inviting them again: already a member; with upsert the membership is updated in place.
+    let r = invite(&srv, &admin.token, &t.project, &practitioner(&email)).await;
+    assert_eq!(r.outcome(409), "User is already a member of this project");
+    let mut again = practitioner(&email);
+    again["upsert"] = json!(true);
+    again["membership"] = json!({"admin": true});
+    let r = invite(&srv, &admin.token, &t.project, &again).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["id"], membership["id"]);
+    assert_eq!(r.body["admin"], true);
+    assert_eq!(r.body["profile"]["reference"], profile);
+    // ...but not to another profile.
+    let other = t
+        .put(json!({"resourceType": "Practitioner", "name": [{"family": "Other"}]}))
+        .await;
+    again["membership"] = json!({"profile": {"reference": format!("Practitioner/{}", id(&other))}});
+    let r = invite(&srv, &admin.token, &t.project, &again).await;
+    assert_eq!(
+        r.outcome(409),
+        "User is already a member of this project with a different profile"
+    );
+    assert_eq!(users_with(&srv, &email).await, 1);
+
+    // A Patient invite makes a project-scoped user; the same email already belongs to a
+    // server-scoped member of this project.
+    let mut patient = practitioner(&email);
+    patient["resourceType"] = json!("Patient");
+    let r = invite(&srv, &admin.token, &t.project, &patient).await;
+    assert_eq!(r.outcome(409), "User is already a member of this project");
+    let patient_email = unique_email("pat");
+    patient["email"] = json!(patient_email);
+    let r = invite(&srv, &admin.token, &t.project, &patient).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let user = srv.get(r.body["user"]["reference"].as_str().unwrap()).await;
+    assert_eq!(
+        user.body["project"]["reference"],
+        format!("Project/{}", t.project)
+    );
+    assert!(user.body.get("passwordHash").is_none(), "{}", user.text);
+
+    // The super admin invites into any project by its id.
+    let r = invite(
+        &srv,
+        &srv.token,
+        &t.project,
+        &practitioner(&unique_email("sa")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["project"]["reference"],
+        format!("Project/{}", t.project)
+    );
+});
+
+e2e!(
+    invite_refuses_bad_input_and_other_projects,
+    |srv| async move {
+        let t = Tenant::new(&srv).await;
+        let other = Tenant::new(&srv).await;
+        let admin = t.member(None, json!([]), true).await;
+        let email = unique_email("bad");
+        let own_policy = t
+            .put(json!({"resourceType": "AccessPolicy", "resource": [{"resourceType": "Patient"}]}))
+            .await;
+        let foreign_policy = other
+            .put(json!({"resourceType": "AccessPolicy", "resource": [{"resourceType": "Patient"}]}))
+            .await;
+        let with = |field: &str, value: Value| {
+            let mut b = practitioner(&email);
+            b[field] = value;
+            b
+        };
+        let without = |field: &str| {
+            let mut b = practitioner(&email);
+            b.as_object_mut().unwrap().remove(field);
+            b
+        };
+        let cases = [
+            (without("resourceType"), "Resource type is required"),
+            (
+                with("resourceType", json!("Observation")),
+                "Resource type must be Patient, Practitioner or RelatedPerson",
+            ),
+            (without("firstName"), "First name is required"),
+            (with("lastName", json!("  ")), "Last name is required"),
+            (
+                with("email", json!("not-an-email")),
+                "Valid email address is required",
+            ),
+            (with("externalId", json!("")), "External ID cannot be empty"),
+            (without("email"), "Either email or externalId is required"),
+            (
+                with("firstName", json!("x".repeat(129))),
+                "First name must be at most 128 characters",
+            ),
+            (
+                with("password", json!("short")),
+                "Password must be between 8 and 72 characters",
+            ),
+            (
+                with(
+                    "membership",
+                    json!({"access": [{"policy": {"reference": "AccessPolicy/00000000-0000-0000-0000-00000000dead"}}]}),
+                ),
+                "Access policy AccessPolicy/00000000-0000-0000-0000-00000000dead does not exist",
+            ),
+            (
+                with(
+                    "membership",
+                    json!({"accessPolicy": {"reference": format!("AccessPolicy/{}", id(&foreign_policy))}}),
+                ),
+                &*format!(
+                    "Access policy AccessPolicy/{} does not belong to this project",
+                    id(&foreign_policy)
+                )
+                .leak(),
+            ),
+            (
+                with(
+                    "membership",
+                    json!({"profile": {"reference": format!("Practitioner/{}", id(&other_admin_profile(&other).await))}}),
+                ),
+                "Profile does not belong to project",
+            ),
+        ];
+        for (body, message) in cases {
+            let r = invite(&srv, &admin.token, &t.project, &body).await;
+            assert_eq!(r.outcome(400), message, "{body}");
+        }
+        let patient = t.put(json!({"resourceType": "Patient"})).await;
+        let r = invite(
+            &srv,
+            &admin.token,
+            &t.project,
+            &with(
+                "membership",
+                json!({"profile": {"reference": format!("Patient/{}", id(&patient))}}),
+            ),
+        )
+        .await;
+        assert_eq!(
+            r.outcome(400),
+            "Profile resourceType does not match request"
+        );
+        let r = srv
+            .plain
+            .post(format!("{}admin/projects/{}/invite", srv.base, t.project))
+            .bearer_auth(&admin.token)
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        // Nothing of the refused invites was written.
+        assert_eq!(users_with(&srv, &email).await, 0);
+
+        // An admin of one project cannot invite into, or read, another.
+        let r = invite(&srv, &admin.token, &other.project, &practitioner(&email)).await;
+        assert_eq!(r.outcome(404), "Not found");
+        let r = get_as(&srv, &admin.token, &other.project).await;
+        assert_eq!(r.status, 404, "{}", r.text);
+        let r = invite(
+            &srv,
+            &srv.token,
+            "00000000-0000-0000-0000-00000000beef",
+            &practitioner(&email),
+        )
+        .await;
+        assert_eq!(r.status, 404, "{}", r.text);
+        assert_eq!(users_with(&srv, &email).await, 0);
+
+        // With the project's own policy it works, and the membership names it.
+        let r = invite(
+        &srv,
+        &admin.token,
+        &t.project,
+        &with(
+            "membership",
+            json!({"access": [{"policy": {"reference": format!("AccessPolicy/{}", id(&own_policy))}}]}),
+        ),
+    )
+    .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            r.body["access"][0]["policy"]["reference"],
+            format!("AccessPolicy/{}", id(&own_policy))
+        );
+    }
+);
+
+/// A Practitioner of `t`'s project.
+async fn other_admin_profile(t: &Tenant<'_>) -> Value {
+    t.put(json!({"resourceType": "Practitioner", "name": [{"family": "Elsewhere"}]}))
+        .await
+}
+
+e2e!(external_ids_are_unique_per_project, |srv| async move {
+    let t = Tenant::new(&srv).await;
+    let other = Tenant::new(&srv).await;
+    let admin = t.member(None, json!([]), true).await;
+    let other_admin = other.member(None, json!([]), true).await;
+    let body = json!({"resourceType": "Patient", "firstName": "Ext", "lastName": "Ernal",
+        "externalId": "auth0-1234"});
+    let r = invite(&srv, &admin.token, &t.project, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["externalId"], "auth0-1234");
+    let first = r.body["id"].as_str().unwrap().to_owned();
+    // The user is project-scoped even without an email.
+    let user = srv.get(r.body["user"]["reference"].as_str().unwrap()).await;
+    assert_eq!(
+        user.body["project"]["reference"],
+        format!("Project/{}", t.project)
+    );
+
+    let r = invite(&srv, &admin.token, &t.project, &body).await;
+    assert!(r.outcome(409).contains("already exists"), "{}", r.text);
+    // Another project has its own external ids.
+    let r = invite(&srv, &other_admin.token, &other.project, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Once the membership is gone, the external id can be used again.
+    let r = delete_as(
+        &srv,
+        &admin.token,
+        &format!("{}/members/{first}", t.project),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = invite(&srv, &admin.token, &t.project, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+});
+
+e2e!(
+    members_are_read_updated_and_removed_by_admins_only,
+    |srv| async move {
+        let t = Tenant::new(&srv).await;
+        let other = Tenant::new(&srv).await;
+        let admin = t.member(None, json!([]), true).await;
+        let plain: Member = t.member(None, json!([]), false).await;
+        let stranger = other.member(None, json!([]), false).await;
+        let path = |m: &str| format!("{}/members/{m}", t.project);
+
+        let r = get_as(&srv, &admin.token, &path(&plain.membership)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["id"], plain.membership.as_str());
+        let mut membership = r.body.clone();
+        // Not for a non-admin; not a membership of another project.
+        let r = get_as(&srv, &plain.token, &path(&plain.membership)).await;
+        assert_eq!(r.status, 403, "{}", r.text);
+        let r = get_as(&srv, &admin.token, &path(&stranger.membership)).await;
+        assert_eq!(r.status, 404, "{}", r.text);
+
+        // An update must carry the membership's own id; project and user stay as they were.
+        membership["admin"] = json!(true);
+        membership["project"] = json!({"reference": format!("Project/{}", other.project)});
+        let r = post_as(&srv, &admin.token, &path(&stranger.membership), &membership).await;
+        assert_eq!(r.status, 403, "{}", r.text);
+        let r = post_as(&srv, &admin.token, &path(&plain.membership), &membership).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["admin"], true);
+        assert_eq!(
+            r.body["project"]["reference"],
+            format!("Project/{}", t.project)
+        );
+        // A member of another project, admin or not, cannot touch this project's members.
+        let r = delete_as(&srv, &stranger.token, &path(&plain.membership)).await;
+        assert_eq!(r.status, 403, "{}", r.text);
+
+        // The owner's membership cannot be removed.
+        let email = unique_email("owner");
+        let owner = invite(&srv, &admin.token, &t.project, &practitioner(&email)).await;
+        assert_eq!(owner.status, 200, "{}", owner.text);
+        oxmed_auth::records::put(
+            srv.auth.repo(),
+            &t.project,
+            json!({"resourceType": "Project", "id": t.project, "name": "Clinic",
+            "owner": owner.body["user"]}),
+        )
+        .await
+        .unwrap();
+        let owner_membership = owner.body["id"].as_str().unwrap();
+        let r = delete_as(&srv, &admin.token, &path(owner_membership)).await;
+        assert_eq!(r.outcome(400), "Cannot delete the owner of the project");
+
+        // Removing a member ends its access; an unknown or foreign membership is 404.
+        let r = delete_as(&srv, &admin.token, &path(&stranger.membership)).await;
+        assert_eq!(r.status, 404, "{}", r.text);
+        let r = delete_as(&srv, &admin.token, &path(&plain.membership)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["id"], "ok");
+        assert_eq!(plain.get("Patient").await.status, 401);
+        let r = get_as(&srv, &admin.token, &path(&plain.membership)).await;
+        assert_eq!(r.status, 404, "{}", r.text);
+        let r = delete_as(&srv, &admin.token, &path(&plain.membership)).await;
+        assert_eq!(r.status, 404, "{}", r.text);
+        // The other project's member still works.
+        assert_eq!(stranger.get("Patient").await.status, 200);
+    }
+);
