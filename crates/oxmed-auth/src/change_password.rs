@@ -59,7 +59,7 @@ impl Auth {
     }
 
     /// Revokes every live Login of `user` but `keep`, oldest first, a page at a time.
-    async fn revoke_other_logins(&self, user: &Reference, keep: &str) -> Result<()> {
+    pub(crate) async fn revoke_other_logins(&self, user: &Reference, keep: &str) -> Result<()> {
         const PAGE: usize = 500;
         let started = oxmed_repo::meta::now_micros();
         let mut after: Option<i64> = None;

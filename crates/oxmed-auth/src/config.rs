@@ -31,6 +31,15 @@ pub struct AuthConfig {
     /// How long a replaced key keeps verifying: at least the longest token lifetime, or tokens
     /// it signed stop working early.
     pub key_overlap: Duration,
+    /// How emails leave the server (spec §6).
+    pub mailer: crate::email::MailerConfig,
+    /// Where the links in emails point (`<app_base_url>setpassword/<id>/<secret>`); this
+    /// server's own pages by default.
+    pub app_base_url: String,
+    /// How long a password-reset link works.
+    pub reset_link_ttl: Duration,
+    /// How long an invite's set-password link works.
+    pub invite_link_ttl: Duration,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -43,7 +52,8 @@ impl std::fmt::Debug for AuthConfig {
                 "admin_password",
                 &self.admin_password.as_ref().map(|_| "<redacted>"),
             )
-            .finish()
+            .field("mailer", &self.mailer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -55,7 +65,7 @@ impl AuthConfig {
             format!("{base_url}/")
         };
         AuthConfig {
-            base_url,
+            base_url: base_url.clone(),
             bcrypt_cost: 10,
             admin_email: "admin@example.com".into(),
             admin_password: None,
@@ -67,6 +77,10 @@ impl AuthConfig {
             key_rotation: None,
             // The default refresh-token lifetime (two weeks), plus a day.
             key_overlap: Duration::from_secs(15 * 24 * 3600),
+            mailer: Default::default(),
+            app_base_url: base_url.clone(),
+            reset_link_ttl: Duration::from_secs(24 * 3600),
+            invite_link_ttl: Duration::from_secs(7 * 24 * 3600),
         }
     }
 

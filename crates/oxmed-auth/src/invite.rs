@@ -8,8 +8,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::change_password::check_new_password;
+use crate::email::Delivery;
 use crate::failure::{AuthFailure, Result};
 use crate::identity::{Project, Reference};
+use crate::security_request::{new_request, put};
 use crate::service::Auth;
 use crate::{password, secret, totp};
 
@@ -48,6 +50,8 @@ pub struct Invited {
     /// Set when the invite made a User with an email: the set-password link's request id and
     /// secret (spec §6.1), for the invite email.
     pub set_password: Option<(String, String)>,
+    /// What became of the invite email, if one was sent.
+    pub delivery: Option<Delivery>,
 }
 
 /// A syntactically valid email address (RFC 5321 lengths, one `@`, a dotted domain, no space).
@@ -228,16 +232,9 @@ impl Auth {
                 }
                 writes.push((user_project.to_owned(), put(user)));
                 if c.email.is_some() {
-                    let request_id = oxmed_repo::meta::new_id();
-                    let secret = secret::generate_secret(16)?;
-                    writes.push((
-                        user_project.to_owned(),
-                        put(
-                            json!({"resourceType": "UserSecurityRequest", "id": request_id,
-                            "type": "invite", "user": {"reference": format!("User/{id}")},
-                            "secret": secret}),
-                        ),
-                    ));
+                    let (request, secret) = new_request("invite", &format!("User/{id}"), None)?;
+                    let request_id = request["id"].as_str().unwrap_or_default().to_owned();
+                    writes.push((user_project.to_owned(), put(request)));
                     set_password = Some((request_id, secret));
                 }
                 id
@@ -299,9 +296,26 @@ impl Auth {
             .last()
             .and_then(|w| w.resource.as_ref())
             .ok_or_else(|| AuthFailure::Internal("the invite wrote no membership".into()))?;
+        let membership = parse_stored(stored)?;
+        // The email goes after the commit: what it links to exists, and a failure to send it
+        // never undoes the invite (spec §6.2).
+        let delivery = match (&c.email, req.send_email) {
+            (Some(to), None | Some(true)) => {
+                let project_name = project.name.as_deref().unwrap_or("a project");
+                let email = match &set_password {
+                    Some((id, secret)) => {
+                        self.invite_email(to, &c.first_name, project_name, (id, secret))
+                    }
+                    None => self.welcome_email(to, &c.first_name, project_name),
+                };
+                Some(self.mailer().send(email).await?)
+            }
+            _ => None,
+        };
         Ok(Invited {
-            membership: parse_stored(stored)?,
+            membership,
             set_password,
+            delivery,
         })
     }
 
@@ -444,16 +458,6 @@ enum Profile {
     Existing(String),
     /// A profile to create, with its id.
     New(Value),
-}
-
-/// An update-as-create of a resource whose id was chosen here.
-fn put(resource: Value) -> WriteRequest {
-    WriteRequest::Update {
-        resource_type: resource["resourceType"].as_str().unwrap_or("").to_owned(),
-        id: resource["id"].as_str().unwrap_or("").to_owned(),
-        resource,
-        if_match: None,
-    }
 }
 
 #[cfg(test)]

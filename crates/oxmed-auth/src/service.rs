@@ -22,6 +22,7 @@ pub struct Auth {
     used_steps: crate::mfa::UsedSteps,
     /// When the keys were last read again for an unknown `kid` (microseconds).
     keys_loaded: std::sync::atomic::AtomicI64,
+    mailer: crate::email::Mailer,
 }
 
 impl Auth {
@@ -31,6 +32,7 @@ impl Auth {
         repo: Repository,
         config: AuthConfig,
     ) -> Result<(Arc<Auth>, Option<Seeded>)> {
+        let mailer = crate::email::Mailer::new(&config.mailer)?;
         let keys = keystore::load_or_create(&repo, config.signing_alg).await?;
         let seeded = bootstrap::seed(&repo, &config).await?;
         let sessions = Arc::new(Sessions::new(
@@ -48,6 +50,7 @@ impl Auth {
             dummy_hash: tokio::sync::OnceCell::new(),
             used_steps: Default::default(),
             keys_loaded: Default::default(),
+            mailer,
         };
         Ok((Arc::new(auth), seeded))
     }
@@ -77,6 +80,10 @@ impl Auth {
 
     pub(crate) fn used_steps(&self) -> &crate::mfa::UsedSteps {
         &self.used_steps
+    }
+
+    pub fn mailer(&self) -> &crate::email::Mailer {
+        &self.mailer
     }
 
     pub fn config(&self) -> &AuthConfig {

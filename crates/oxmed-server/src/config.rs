@@ -67,6 +67,22 @@ pub struct ServeArgs {
     /// [default: 15d].
     #[arg(long, env = "OXMED_KEY_OVERLAP")]
     pub key_overlap: Option<String>,
+    /// The SMTP server of the emails: `smtp://user:pass@host:587?tls=required` (STARTTLS),
+    /// `smtps://user:pass@host:465` (TLS), `smtp://host:25`; unset: emails go to the log.
+    #[arg(long, env = "OXMED_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of the emails [default: oxmed <noreply@localhost>].
+    #[arg(long, env = "OXMED_EMAIL_FROM")]
+    pub email_from: Option<String>,
+    /// Where the links in emails point [default: the base URL, whose pages handle them].
+    #[arg(long, env = "OXMED_APP_BASE_URL")]
+    pub app_base_url: Option<String>,
+    /// How long a password-reset link works [default: 24h].
+    #[arg(long, env = "OXMED_RESET_LINK_TTL")]
+    pub reset_link_ttl: Option<String>,
+    /// How long an invite's set-password link works [default: 7d].
+    #[arg(long, env = "OXMED_INVITE_LINK_TTL")]
+    pub invite_link_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,10 +104,18 @@ struct FileConfig {
     signing_alg: Option<String>,
     key_rotation: Option<String>,
     key_overlap: Option<String>,
+    smtp_url: Option<String>,
+    email_from: Option<String>,
+    app_base_url: Option<String>,
+    reset_link_ttl: Option<String>,
+    invite_link_ttl: Option<String>,
 }
 
 /// The default refresh-token lifetime (two weeks) and a day.
 const DEFAULT_KEY_OVERLAP: Duration = Duration::from_secs(15 * 24 * 3600);
+
+const DEFAULT_EMAIL_FROM: &str = "oxmed <noreply@localhost>";
+const DEFAULT_EMAIL_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// The super admin of [`Config::for_tests`].
 pub const TEST_ADMIN_EMAIL: &str = "admin@example.com";
@@ -116,6 +140,15 @@ pub struct Config {
     pub signing_alg: KeyAlgorithm,
     pub key_rotation: Option<Duration>,
     pub key_overlap: Duration,
+    /// Never printed by `Debug` (it may hold a password).
+    pub smtp_url: Option<String>,
+    pub email_from: String,
+    /// Ends in `/`.
+    pub app_base_url: String,
+    pub reset_link_ttl: Duration,
+    pub invite_link_ttl: Duration,
+    /// The wait before an email's second attempt (each later one waits four times longer).
+    pub email_retry_delay: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -196,11 +229,40 @@ impl Config {
             args.key_overlap.clone().or(file.key_overlap),
         )?
         .unwrap_or(DEFAULT_KEY_OVERLAP);
+        let link_ttl = |name: &'static str, text: Option<String>, default: Duration| {
+            key_duration(name, text).map(|d| d.unwrap_or(default))
+        };
+        let reset_link_ttl = link_ttl(
+            "OXMED_RESET_LINK_TTL",
+            args.reset_link_ttl.clone().or(file.reset_link_ttl),
+            Duration::from_secs(24 * 3600),
+        )?;
+        let invite_link_ttl = link_ttl(
+            "OXMED_INVITE_LINK_TTL",
+            args.invite_link_ttl.clone().or(file.invite_link_ttl),
+            Duration::from_secs(7 * 24 * 3600),
+        )?;
+        let base_url = normalize_base_url(&base_url);
         Ok(Config {
+            smtp_url: args.smtp_url.clone().or(file.smtp_url),
+            email_from: args
+                .email_from
+                .clone()
+                .or(file.email_from)
+                .unwrap_or_else(|| DEFAULT_EMAIL_FROM.into()),
+            app_base_url: args
+                .app_base_url
+                .clone()
+                .or(file.app_base_url)
+                .map(|u| normalize_base_url(&u))
+                .unwrap_or_else(|| base_url.clone()),
+            reset_link_ttl,
+            invite_link_ttl,
+            email_retry_delay: DEFAULT_EMAIL_RETRY_DELAY,
             signing_alg,
             key_rotation,
             key_overlap,
-            base_url: normalize_base_url(&base_url),
+            base_url,
             listen,
             data_dir,
             database_url,
@@ -247,6 +309,12 @@ impl Config {
             signing_alg: KeyAlgorithm::Es256,
             key_rotation: None,
             key_overlap: DEFAULT_KEY_OVERLAP,
+            smtp_url: None,
+            email_from: DEFAULT_EMAIL_FROM.into(),
+            app_base_url: format!("http://{listen}/"),
+            reset_link_ttl: Duration::from_secs(24 * 3600),
+            invite_link_ttl: Duration::from_secs(7 * 24 * 3600),
+            email_retry_delay: Duration::from_millis(200),
         }
     }
 

@@ -67,6 +67,9 @@ pub async fn prepare(config: Config) -> Result<(AppState, TcpListener), ServeErr
         && config.base_url == format!("http://{}/", config.listen)
         && config.listen.ends_with(":0")
     {
+        if config.app_base_url == config.base_url {
+            config.app_base_url = format!("http://{addr}/");
+        }
         config.base_url = format!("http://{addr}/");
     }
     let repo = Repository::new(store);
@@ -77,6 +80,15 @@ pub async fn prepare(config: Config) -> Result<(AppState, TcpListener), ServeErr
     auth_config.signing_alg = config.signing_alg;
     auth_config.key_rotation = config.key_rotation;
     auth_config.key_overlap = config.key_overlap;
+    auth_config.mailer = oxmed_auth::email::MailerConfig {
+        smtp_url: config.smtp_url.clone(),
+        from: config.email_from.clone(),
+        retry_delay: config.email_retry_delay,
+        ..Default::default()
+    };
+    auth_config.app_base_url = config.app_base_url.clone();
+    auth_config.reset_link_ttl = config.reset_link_ttl;
+    auth_config.invite_link_ttl = config.invite_link_ttl;
     let (auth, seeded) = Auth::start(repo.clone(), auth_config).await?;
     if let Some(seeded) = seeded {
         // On the console, once, and not through the log: the log may be shipped elsewhere.

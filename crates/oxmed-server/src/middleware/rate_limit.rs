@@ -98,8 +98,8 @@ impl IntoResponse for Throttled {
     }
 }
 
-/// Whether a path is an authentication endpoint with the stricter limit: `/auth/...` and
-/// `/oauth2/...`, also under the `/api` prefix, except `/auth/me`, which only reads the session
+/// Whether a path is an authentication endpoint with the stricter limit: `/auth/...`,
+/// `/oauth2/...` and the password pages (which send emails and redeem links), also under the `/api` prefix, except `/auth/me`, which only reads the session
 /// and is polled by every Medplum app.
 pub fn is_auth_path(path: &str) -> bool {
     let path = match path.strip_prefix("/api") {
@@ -111,10 +111,12 @@ pub fn is_auth_path(path: &str) -> bool {
     if path == "/auth/me" {
         return false;
     }
-    ["/auth", "/oauth2"].iter().any(|prefix| {
-        path.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    })
+    ["/auth", "/oauth2", "/setpassword", "/resetpassword"]
+        .iter()
+        .any(|prefix| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
 }
 
 /// Per-address state is purged every this many checks; an idle address's state is worthless

@@ -62,7 +62,12 @@ pub async fn invite(
     let auth = state.auth.clone();
     administered(&state, &caller, &project_id, |project| async move {
         let request: InviteRequest = parse(&body)?;
-        Ok(auth.invite(&project, &request).await?.membership)
+        let invited = auth.invite(&project, &request).await?;
+        Ok(if super::password::delivered(invited.delivery) {
+            invited.membership
+        } else {
+            super::password::email_not_sent()
+        })
     })
     .await
 }

@@ -16,36 +16,13 @@ use oxmed_auth::{AuthFailure, LoginResult};
 
 use super::auth::{limited_mfa_step, limited_password_login, session_cookie};
 use super::oauth2::header_text;
+use super::pages::form::{Pairs, cookie, csrf_token, field, genuine_post};
 use super::pages::signin::{Form, message};
 use crate::AppState;
 use crate::middleware::ClientAddr;
 
-const CSRF_COOKIE: &str = "oxmed-csrf";
-
-type Pairs = Vec<(String, String)>;
-
-fn field<'a>(pairs: &'a Pairs, name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
-}
-
 fn request_of(pairs: &Pairs) -> AuthorizeRequest {
     AuthorizeRequest::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-}
-
-/// A cookie of the request by name.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 fn redirect(to: &str, status: StatusCode, cookies: &[String]) -> Response {
@@ -87,41 +64,6 @@ fn failed(f: &AuthFailure) -> Response {
         "Something went wrong",
         "The sign-in could not be completed. Please try again.",
     )
-}
-
-/// The page's CSRF token: the cookie's if it has a sane one, else a new one; and its cookie.
-fn csrf_token(state: &AppState, headers: &HeaderMap) -> (String, String) {
-    let token = cookie(headers, CSRF_COOKIE)
-        .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_owned)
-        .or_else(|| oxmed_auth::secret::generate_secret(16).ok())
-        .unwrap_or_default();
-    let secure = if state.config.base_url.starts_with("https:") {
-        "; Secure"
-    } else {
-        ""
-    };
-    let set = format!("{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
-    (token, set)
-}
-
-/// Whether a page's form post is genuine: the CSRF field equals the cookie, and a browser that
-/// names the origin names this server's.
-fn genuine_post(state: &AppState, headers: &HeaderMap, pairs: &Pairs) -> bool {
-    let base = state.config.base_url.trim_end_matches('/');
-    let base_origin = base
-        .split_once("://")
-        .map(|(s, rest)| format!("{s}://{}", rest.split('/').next().unwrap_or_default()))
-        .unwrap_or_default();
-    if let Some(origin) = header_text(headers, header::ORIGIN)
-        && origin != base_origin
-    {
-        return false;
-    }
-    match (cookie(headers, CSRF_COOKIE), field(pairs, "csrf")) {
-        (Some(c), Some(f)) => !c.is_empty() && oxmed_auth::secret::constant_time_eq(c, f),
-        _ => false,
-    }
 }
 
 fn action(state: &AppState) -> String {

@@ -7,6 +7,7 @@ mod fhir;
 mod health;
 mod oauth2;
 mod pages;
+mod password;
 mod well_known;
 
 use axum::Router;
@@ -60,6 +61,9 @@ fn auth_routes(state: &AppState) -> Router<AppState> {
         .route("/auth/scope", post(auth::scope))
         .route("/auth/mfa/verify", post(auth::mfa_verify))
         .route("/auth/mfa/login-enroll", post(auth::mfa_login_enroll))
+        .route("/auth/setpassword", post(password::set_password))
+        .route("/auth/resetpassword", post(password::reset_password))
+        .route("/auth/verifyemail", post(password::verify_email))
         .merge(authenticated)
 }
 
@@ -79,6 +83,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/.well-known/oauth-protected-resource",
             get(well_known::protected_resource),
+        )
+        .route(
+            "/setpassword/{id}/{secret}",
+            get(password::set_password_page).post(password::set_password_submit),
+        )
+        .route(
+            "/resetpassword",
+            get(password::reset_page).post(password::reset_submit),
         )
         .merge(auth_routes(&state))
         .nest("/api", auth_routes(&state))

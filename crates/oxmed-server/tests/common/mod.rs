@@ -4,6 +4,8 @@
 //! databases). Under CI, a missing PostgreSQL fails the test instead of skipping it.
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod smtp;
 pub mod tenant;
 
 use std::path::PathBuf;
@@ -293,6 +295,25 @@ impl Resp {
             .unwrap_or("")
             .to_owned()
     }
+}
+
+/// Runs `run(backend)`, an async function starting its own server (for tests that configure
+/// it), once on SQLite and once on PostgreSQL: `per_backend!(name, run);`.
+#[macro_export]
+macro_rules! per_backend {
+    ($name:ident, $run:path) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $run($crate::common::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $run($crate::common::Backend::Postgres).await;
+            }
+        }
+    };
 }
 
 /// Defines an async test run once on SQLite and once on PostgreSQL:

@@ -1,6 +1,8 @@
 //! Server-rendered web pages. No script runs on them; the one stylesheet is inline and allowed
 //! by its hash, so the Content-Security-Policy can forbid everything else.
 
+pub mod form;
+pub mod password;
 pub mod signin;
 
 use std::sync::LazyLock;

@@ -1,0 +1,161 @@
+//! The server's emails (spec §6): invites, password resets, over SMTP with `lettre`. A message
+//! that cannot be sent at once is tried again in the background with growing delays, and every
+//! failure is logged; it never fails the request that wrote it. With no SMTP server configured
+//! (development), a message is written to the log instead, link included.
+
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::failure::{AuthFailure, Result};
+
+/// One message to one person.
+#[derive(Clone)]
+pub struct Email {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+}
+
+/// Only the recipient and subject: bodies hold set-password links.
+impl std::fmt::Debug for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Email")
+            .field("to", &self.to)
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of a message handed to [`Mailer::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The SMTP server accepted it.
+    Sent,
+    /// The first attempt failed; it is being tried again in the background.
+    Retrying,
+    /// No SMTP server is configured: the message went to the log.
+    Logged,
+}
+
+#[derive(Clone)]
+pub struct MailerConfig {
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtps://host:465` (TLS),
+    /// `smtp://host:25` (plain), as `lettre` reads them; `None`: log messages instead.
+    pub smtp_url: Option<String>,
+    /// The `From` of every message.
+    pub from: String,
+    /// Attempts of a message in all (the first one included).
+    pub attempts: u32,
+    /// The wait before the second attempt; each later wait is four times the one before.
+    pub retry_delay: Duration,
+}
+
+impl std::fmt::Debug for MailerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailerConfig")
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "<redacted>"))
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MailerConfig {
+    fn default() -> Self {
+        MailerConfig {
+            smtp_url: None,
+            from: "oxmed <noreply@localhost>".into(),
+            attempts: 6,
+            retry_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+pub struct Mailer {
+    transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    from: Mailbox,
+    attempts: u32,
+    retry_delay: Duration,
+}
+
+/// A message that could not be built (a malformed address): nothing to retry.
+fn unbuildable(e: impl std::fmt::Display) -> AuthFailure {
+    AuthFailure::Internal(format!("an email could not be built: {e}"))
+}
+
+impl Mailer {
+    /// Checks the configuration once, at start-up: a bad SMTP URL or sender is an error then,
+    /// not a lost message later.
+    pub fn new(config: &MailerConfig) -> Result<Mailer> {
+        let transport = match &config.smtp_url {
+            None => None,
+            Some(url) => Some(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map_err(|e| AuthFailure::Internal(format!("invalid SMTP URL: {e}")))?
+                    .timeout(Some(Duration::from_secs(15)))
+                    .build(),
+            ),
+        };
+        let from = config
+            .from
+            .parse::<Mailbox>()
+            .map_err(|e| AuthFailure::Internal(format!("invalid email sender: {e}")))?;
+        Ok(Mailer {
+            transport,
+            from,
+            attempts: config.attempts.max(1),
+            retry_delay: config.retry_delay,
+        })
+    }
+
+    /// Sends `email` now if it can; otherwise keeps trying in the background (see the module).
+    pub async fn send(&self, email: Email) -> Result<Delivery> {
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(email.to.parse::<Mailbox>().map_err(unbuildable)?)
+            .subject(email.subject.clone())
+            .body(email.text.clone())
+            .map_err(unbuildable)?;
+        let Some(transport) = self.transport.clone() else {
+            tracing::info!(to = %email.to, subject = %email.subject, body = %email.text,
+                "email not sent (no SMTP server configured)");
+            return Ok(Delivery::Logged);
+        };
+        match transport.send(message.clone()).await {
+            Ok(_) => Ok(Delivery::Sent),
+            Err(e) => {
+                tracing::warn!(to = %email.to, subject = %email.subject, error = %e,
+                    "email not sent; trying again");
+                let (attempts, delay) = (self.attempts, self.retry_delay);
+                tokio::spawn(retry(transport, message, email, attempts, delay));
+                Ok(Delivery::Retrying)
+            }
+        }
+    }
+}
+
+async fn retry(
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    message: Message,
+    email: Email,
+    attempts: u32,
+    mut delay: Duration,
+) {
+    for attempt in 2..=attempts {
+        tokio::time::sleep(delay).await;
+        match transport.send(message.clone()).await {
+            Ok(_) => {
+                tracing::info!(to = %email.to, subject = %email.subject, attempt, "email sent");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(to = %email.to, subject = %email.subject, attempt, error = %e,
+                    "email not sent");
+            }
+        }
+        delay = delay.saturating_mul(4);
+    }
+    tracing::error!(to = %email.to, subject = %email.subject, attempts,
+        "email given up: it was never accepted by the SMTP server");
+}

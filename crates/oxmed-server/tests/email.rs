@@ -1,0 +1,274 @@
+//! Emails end to end (issue 6, spec §6), on both backends: a real SMTP server process
+//! (`aiosmtpd`) receives the invite and reset emails, a real browser (headless Chromium) follows
+//! their links to the set-password page, and the new password then signs in through
+//! `/auth/login` and `/oauth2/token`. A link works once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::browser::browser;
+use common::smtp::SmtpServer;
+use common::tenant::Tenant;
+use common::{Backend, TestServer, fresh_database, json_post, sign_in};
+use fantoccini::{Client, Locator};
+use serde_json::{Value, json};
+
+async fn server(backend: Backend, smtp: &SmtpServer) -> Option<TestServer> {
+    let (url, dir) = fresh_database(backend).await?;
+    let smtp_url = smtp.url();
+    Some(
+        TestServer::start_with(backend, &url, dir, move |c| {
+            c.smtp_url = Some(smtp_url);
+            c.email_from = "Clinic Admin <admin@clinic.example>".into();
+        })
+        .await,
+    )
+}
+
+/// `POST /admin/projects/<project>/invite` as `token`: the status and the JSON body.
+async fn post_invite(srv: &TestServer, token: &str, project: &str, body: &Value) -> (u16, Value) {
+    let r = srv
+        .plain
+        .post(format!("{}admin/projects/{project}/invite", srv.base))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn type_into(c: &Client, css: &str, text: &str) {
+    let e = c.find(Locator::Css(css)).await.unwrap();
+    e.clear().await.unwrap();
+    e.send_keys(text).await.unwrap();
+}
+
+/// The text of the page's `<main>` once it shows one of `expected` (the page may be between
+/// two loads while this looks).
+async fn main_text_any(c: &Client, expected: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = match c.find(Locator::Css("main")).await {
+            Ok(m) => m.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if expected.iter().any(|e| text.contains(e)) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "none of {expected:?} on the page: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn main_text(c: &Client, expected: &str) -> String {
+    main_text_any(c, &[expected]).await
+}
+
+/// Opens a set-password link in the browser and submits `password` twice.
+async fn set_password_in_browser(c: &Client, link: &str, password: &str) -> String {
+    c.goto(link).await.unwrap();
+    main_text(c, "Choose a password").await;
+    type_into(c, "#password", password).await;
+    type_into(c, "#confirm", password).await;
+    c.find(Locator::Css("#submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    main_text_any(c, &["Password set", "Already used"]).await
+}
+
+async fn login_status(srv: &TestServer, email: &str, password: &str) -> u16 {
+    json_post(
+        srv,
+        "auth/login",
+        &json!({"email": email, "password": password, "codeChallenge": "x".repeat(43),
+            "codeChallengeMethod": "S256"}),
+    )
+    .await
+    .status
+}
+
+async fn me_project(srv: &TestServer, token: &str) -> Value {
+    srv.plain
+        .get(format!("{}auth/me", srv.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["project"]["id"]
+        .clone()
+}
+
+async fn run(backend: Backend) {
+    let Some(smtp) = SmtpServer::start().await else {
+        return;
+    };
+    let Some(srv) = server(backend, &smtp).await else {
+        return;
+    };
+    let Some((_driver, c)) = browser().await else {
+        return;
+    };
+    let t = Tenant::new(&srv).await;
+    let admin = t.member(None, json!([]), true).await;
+    let email = format!("grace-{}@example.org", &oxmed_repo::meta::new_id()[..8]);
+
+    // Invite with an email: the message arrives with a link to this server's page.
+    let (status, membership) = post_invite(
+        &srv,
+        &admin.token,
+        &t.project,
+        &json!({"resourceType": "Practitioner", "firstName": "Grace",
+            "lastName": "Hopper", "email": email, "sendEmail": true}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        membership["resourceType"], "ProjectMembership",
+        "{membership}"
+    );
+    let welcome = smtp.wait_for(0, &email, "Welcome to oxmed").await;
+    assert!(
+        welcome
+            .header("from")
+            .is_some_and(|f| f.contains("admin@clinic.example")),
+        "{welcome:?}"
+    );
+    assert!(welcome.body.contains("Hello Grace"), "{}", welcome.body);
+    assert!(welcome.body.contains("Clinic"), "{}", welcome.body);
+    let link = welcome
+        .link(&format!("{}setpassword/", srv.base))
+        .unwrap_or_else(|| panic!("no link in {}", welcome.body));
+    // Nobody can sign in yet: the invite set a random password.
+    assert_eq!(login_status(&srv, &email, "first-password-1").await, 400);
+
+    // The browser follows the link; mismatched passwords are refused on the page.
+    c.goto(&link).await.unwrap();
+    main_text(&c, "Choose a password").await;
+    type_into(&c, "#password", "first-password-1").await;
+    type_into(&c, "#confirm", "first-password-2").await;
+    c.find(Locator::Css("#submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    main_text(&c, "The passwords do not match.").await;
+    let done = set_password_in_browser(&c, &link, "first-password-1").await;
+    assert!(done.contains("Password set"), "{done}");
+
+    // The new password signs in through /auth/login and /oauth2/token, into the project.
+    let token = sign_in(&srv.plain, &srv.base, &email, "first-password-1").await;
+    assert_eq!(me_project(&srv, &token).await, json!(t.project));
+    // The link works once, in the browser and through the API.
+    let again = set_password_in_browser(&c, &link, "other-password-1").await;
+    assert!(again.contains("Already used"), "{again}");
+    let parts: Vec<&str> = link.rsplitn(3, '/').collect();
+    let r = json_post(
+        &srv,
+        "auth/setpassword",
+        &json!({"id": parts[1], "secret": parts[0], "password": "other-password-1"}),
+    )
+    .await;
+    assert_eq!(r.outcome(400), "Already used");
+    assert_eq!(login_status(&srv, &email, "other-password-1").await, 400);
+
+    // Reset, asked for on the reset page in the browser.
+    let seen = smtp.messages().len();
+    c.goto(&format!("{}resetpassword", srv.base)).await.unwrap();
+    main_text(&c, "Reset your password").await;
+    type_into(&c, "#email", &email).await;
+    c.find(Locator::Css("#submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    main_text(&c, "Check your email").await;
+    let reset = smtp.wait_for(seen, &email, "oxmed Password Reset").await;
+    let reset_link = reset
+        .link(&format!("{}setpassword/", srv.base))
+        .unwrap_or_else(|| panic!("no link in {}", reset.body));
+    assert_ne!(reset_link, link);
+    let done = set_password_in_browser(&c, &reset_link, "second-password-2").await;
+    assert!(done.contains("Password set"), "{done}");
+    let token = sign_in(&srv.plain, &srv.base, &email, "second-password-2").await;
+    assert_eq!(me_project(&srv, &token).await, json!(t.project));
+    assert_eq!(login_status(&srv, &email, "first-password-1").await, 400);
+    let again = set_password_in_browser(&c, &reset_link, "third-password-3").await;
+    assert!(again.contains("Already used"), "{again}");
+
+    // The JSON endpoint: an unknown address answers the same and sends nothing.
+    let seen = smtp.messages().len();
+    let r = json_post(
+        &srv,
+        "auth/resetpassword",
+        &json!({"email": "nobody-here@example.org"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["id"], "ok");
+    let r = json_post(&srv, "auth/resetpassword", &json!({"email": email})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    smtp.wait_for(seen, &email, "oxmed Password Reset").await;
+    assert_eq!(
+        smtp.messages().len(),
+        seen + 1,
+        "only the known address got a message"
+    );
+    c.close().await.unwrap();
+}
+
+per_backend!(invite_and_reset_emails, super::run);
+
+/// An email the SMTP server does not take at once is tried again until it does; the invite
+/// itself succeeds, and says the email is not sent yet (Medplum's shape).
+async fn retried(backend: Backend) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some((url, dir)) = fresh_database(backend).await else {
+        return;
+    };
+    let srv = TestServer::start_with(backend, &url, dir, move |c| {
+        c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+    })
+    .await;
+    let t = Tenant::new(&srv).await;
+    let admin = t.member(None, json!([]), true).await;
+    let email = format!("late-{}@example.org", &oxmed_repo::meta::new_id()[..8]);
+    let (status, body) = post_invite(
+        &srv,
+        &admin.token,
+        &t.project,
+        &json!({"resourceType": "Practitioner", "firstName": "Late",
+            "lastName": "Mail", "email": email}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    assert_eq!(body["id"], "ok");
+    assert_eq!(body["issue"][0]["severity"], "error");
+    // The invite was written all the same.
+    let users = srv.get(&format!("User?email={email}")).await;
+    assert_eq!(users.body["entry"].as_array().map_or(0, Vec::len), 1);
+    // The SMTP server comes up; the message gets through on a later attempt.
+    let Some(smtp) = SmtpServer::start_on(port).await else {
+        return;
+    };
+    let m = smtp.wait_for(0, &email, "Welcome to oxmed").await;
+    assert!(m.link("setpassword/").is_some(), "{}", m.body);
+}
+
+per_backend!(undelivered_email_is_retried, super::retried);
