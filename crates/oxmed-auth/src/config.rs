@@ -40,6 +40,8 @@ pub struct AuthConfig {
     pub reset_link_ttl: Duration,
     /// How long an invite's set-password link works.
     pub invite_link_ttl: Duration,
+    /// Whether `/auth/newuser` registers anyone (Medplum's `registerEnabled`).
+    pub register_enabled: bool,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -81,6 +83,7 @@ impl AuthConfig {
             app_base_url: base_url.clone(),
             reset_link_ttl: Duration::from_secs(24 * 3600),
             invite_link_ttl: Duration::from_secs(7 * 24 * 3600),
+            register_enabled: true,
         }
     }
 

@@ -190,7 +190,7 @@ impl Auth {
             partial.insert(k, v);
         }
         for reference in policy_references(req, &partial) {
-            self.check_invite_policy(&project_id, &reference).await?;
+            self.check_project_policy(&project_id, &reference).await?;
         }
 
         let force_new = req.force_new_membership == Some(true);
@@ -320,7 +320,7 @@ impl Auth {
     }
 
     /// 400 unless `reference` is an AccessPolicy of `project` (spec §13.1 step 7).
-    async fn check_invite_policy(&self, project: &str, reference: &str) -> Result<()> {
+    pub(crate) async fn check_project_policy(&self, project: &str, reference: &str) -> Result<()> {
         let shown: String = reference.chars().take(100).collect();
         let id = Reference {
             reference: Some(reference.to_owned()),

@@ -30,6 +30,8 @@ pub struct LoginRequest {
     pub origin: Option<String>,
     pub remote_address: Option<String>,
     pub user_agent: Option<String>,
+    /// A login that may end without a membership to choose (registration, spec §4.4).
+    pub allow_no_membership: bool,
 }
 
 impl std::fmt::Debug for LoginRequest {
@@ -131,7 +133,7 @@ impl Auth {
         let version = records::version_of(&stored).unwrap_or_default().to_owned();
         let login = Login::from_value(stored)?;
         let memberships = self.memberships_of(&login).await?;
-        if memberships.is_empty() && !login.is_new_project() {
+        if memberships.is_empty() && !login.is_new_project() && !req.allow_no_membership {
             return Err(AuthFailure::invalid("User not found"));
         }
         if memberships.len() == 1 {
@@ -221,15 +223,16 @@ impl Auth {
                 });
             }
         }
+        // A new project's Login has the owner's membership once `/auth/newproject` made it.
+        if login.membership.is_some() {
+            return self.finish_with_code(login, version).await;
+        }
         if login.is_new_project() {
             let login = self.keep_login(login, version, changed).await?;
             return Ok(LoginResult {
                 body: json!({"login": login.id()}),
                 cookie: None,
             });
-        }
-        if login.membership.is_some() {
-            return self.finish_with_code(login, version).await;
         }
         let login = self.keep_login(login, version, changed).await?;
         let list: Vec<Value> = self

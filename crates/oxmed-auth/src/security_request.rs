@@ -52,6 +52,26 @@ fn spoken(d: std::time::Duration) -> String {
 }
 
 impl Auth {
+    /// The server-scoped User with this (lower-cased) email, as stored and read.
+    pub(crate) async fn server_user_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<(oxmed_store::StoredResource, User)>> {
+        let found = self
+            .repo()
+            .system_find_one(
+                Scope::Project(SERVER_PROJECT),
+                "User",
+                &[("email:exact", email)],
+            )
+            .await?
+            // A project-scoped user is found only through its project.
+            .filter(|(_, v)| v.get("project").is_none());
+        found
+            .map(|(r, v)| Ok((r, User::from_value(v)?)))
+            .transpose()
+    }
+
     /// `<app_base_url>setpassword/<id>/<secret>` (spec §6.1).
     pub fn set_password_link(&self, id: &str, secret: &str) -> String {
         format!("{}setpassword/{id}/{secret}", self.config().app_base_url)
@@ -162,29 +182,24 @@ Thank you,\noxmed\n",
         let found = match project {
             Some(p) => {
                 let reference = format!("Project/{p}");
-                self.repo()
+                match self
+                    .repo()
                     .system_find_one(
                         Scope::Project(p),
                         "User",
                         &[("email:exact", &email), ("project", &reference)],
                     )
                     .await?
+                {
+                    Some((r, v)) => Some((r, User::from_value(v)?)),
+                    None => None,
+                }
             }
-            None => self
-                .repo()
-                .system_find_one(
-                    Scope::Project(SERVER_PROJECT),
-                    "User",
-                    &[("email:exact", &email)],
-                )
-                .await?
-                // A project-scoped user is found only through its project.
-                .filter(|(_, v)| v.get("project").is_none()),
+            None => self.server_user_by_email(&email).await?,
         };
         let Some((stored, user)) = found else {
             return Ok(None);
         };
-        let user = User::from_value(user)?;
         let (request, secret) = new_request("reset", &format!("User/{}", stored.id), redirect_uri)?;
         let id = request["id"].as_str().unwrap_or_default().to_owned();
         self.repo()

@@ -83,6 +83,9 @@ pub struct ServeArgs {
     /// How long an invite's set-password link works [default: 7d].
     #[arg(long, env = "OXMED_INVITE_LINK_TTL")]
     pub invite_link_ttl: Option<String>,
+    /// Whether anyone may register through `/auth/newuser` [default: true].
+    #[arg(long, env = "OXMED_REGISTER_ENABLED")]
+    pub register_enabled: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +112,7 @@ struct FileConfig {
     app_base_url: Option<String>,
     reset_link_ttl: Option<String>,
     invite_link_ttl: Option<String>,
+    register_enabled: Option<bool>,
 }
 
 /// The default refresh-token lifetime (two weeks) and a day.
@@ -149,6 +153,7 @@ pub struct Config {
     pub invite_link_ttl: Duration,
     /// The wait before an email's second attempt (each later one waits four times longer).
     pub email_retry_delay: Duration,
+    pub register_enabled: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -259,6 +264,10 @@ impl Config {
             reset_link_ttl,
             invite_link_ttl,
             email_retry_delay: DEFAULT_EMAIL_RETRY_DELAY,
+            register_enabled: args
+                .register_enabled
+                .or(file.register_enabled)
+                .unwrap_or(true),
             signing_alg,
             key_rotation,
             key_overlap,
@@ -315,6 +324,7 @@ impl Config {
             reset_link_ttl: Duration::from_secs(24 * 3600),
             invite_link_ttl: Duration::from_secs(7 * 24 * 3600),
             email_retry_delay: Duration::from_millis(200),
+            register_enabled: true,
         }
     }
 

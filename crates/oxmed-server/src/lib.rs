@@ -89,6 +89,7 @@ pub async fn prepare(config: Config) -> Result<(AppState, TcpListener), ServeErr
     auth_config.app_base_url = config.app_base_url.clone();
     auth_config.reset_link_ttl = config.reset_link_ttl;
     auth_config.invite_link_ttl = config.invite_link_ttl;
+    auth_config.register_enabled = config.register_enabled;
     let (auth, seeded) = Auth::start(repo.clone(), auth_config).await?;
     if let Some(seeded) = seeded {
         // On the console, once, and not through the log: the log may be shipped elsewhere.

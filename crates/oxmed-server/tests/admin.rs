@@ -5,7 +5,7 @@
 mod common;
 
 use common::tenant::{Member, Tenant, id};
-use common::{Resp, TestServer, sign_in};
+use common::{Resp, TestServer, fhir_post_as, sign_in};
 use serde_json::{Value, json};
 
 /// A request to `/admin/projects/...` with this bearer token.
@@ -418,5 +418,226 @@ e2e!(
         assert_eq!(r.status, 404, "{}", r.text);
         // The other project's member still works.
         assert_eq!(stranger.get("Patient").await.status, 200);
+    }
+);
+
+/// A FHIR `Parameters` body of string parameters.
+fn parameters(pairs: &[(&str, &str)]) -> Value {
+    json!({"resourceType": "Parameters", "parameter": pairs.iter()
+        .map(|(k, v)| json!({"name": k, "valueString": v})).collect::<Vec<_>>()})
+}
+
+async fn client_token_status(srv: &TestServer, id: &str, secret: &str) -> u16 {
+    common::tenant::token_response(srv, id, secret).await.status
+}
+
+e2e!(
+    clients_are_made_and_their_secrets_rotated,
+    |srv| async move {
+        let t = Tenant::new(&srv).await;
+        let other = Tenant::new(&srv).await;
+        let admin = t.member(None, json!([]), true).await;
+        let plain = t.member(None, json!([]), false).await;
+        let other_admin = other.member(None, json!([]), true).await;
+        let patients_only = t
+            .put(json!({"resourceType": "AccessPolicy", "resource": [{"resourceType": "Patient"}]}))
+            .await;
+        let foreign = other
+            .put(json!({"resourceType": "AccessPolicy", "resource": [{"resourceType": "Patient"}]}))
+            .await;
+        let path = format!("{}/client", t.project);
+
+        let r = post_as(&srv, &plain.token, &path, &json!({"name": "x"})).await;
+        assert_eq!(r.status, 403, "{}", r.text);
+        let r = post_as(&srv, &other_admin.token, &path, &json!({"name": "x"})).await;
+        assert_eq!(r.status, 404, "{}", r.text);
+        for (body, message) in [
+            (json!({}), "Client name is required".to_owned()),
+            (
+                json!({"name": "x", "accessTokenLifetime": "forever"}),
+                "Invalid token lifetime".to_owned(),
+            ),
+            (
+                json!({"name": "x", "redirectUris": ["not a url"]}),
+                "Invalid redirect URI: not a url".to_owned(),
+            ),
+            (
+                json!({"name": "x", "accessPolicy": {"reference": format!("AccessPolicy/{}", id(&foreign))}}),
+                format!(
+                    "Access policy AccessPolicy/{} does not belong to this project",
+                    id(&foreign)
+                ),
+            ),
+        ] {
+            let r = post_as(&srv, &admin.token, &path, &body).await;
+            assert_eq!(r.outcome(400), message, "{body}");
+        }
+        let r = post_as(
+            &srv,
+            &admin.token,
+            &path,
+            &json!({"name": "Lab feed", "redirectUris": ["https://lab.example/cb"],
+            "accessPolicy": {"reference": format!("AccessPolicy/{}", id(&patients_only))}}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let client_id = id(&r.body);
+        let secret = r.body["secret"].as_str().unwrap().to_owned();
+        assert_eq!(secret.len(), 64);
+        assert_eq!(r.body["redirectUris"][0], "https://lab.example/cb");
+        // The client is a member of the project, under its policy.
+        let token = common::tenant::token_of(&srv, &client_id, &secret).await;
+        let member = Member {
+            srv: &srv,
+            token,
+            client_id: client_id.clone(),
+            secret: secret.clone(),
+            membership: String::new(),
+        };
+        assert_eq!(member.get("Patient").await.status, 200);
+        assert_eq!(member.get("Observation").await.status, 403);
+
+        // Rotation: admins of the client's project only, with the secret being rotated.
+        let rotate_path = format!("ClientApplication/{client_id}/$rotate-secret");
+        let rotate = |token: String, body: Value| {
+            let (srv, path) = (&srv, rotate_path.clone());
+            async move { fhir_post_as(srv, &token, &path, &body).await }
+        };
+        let r = rotate(plain.token.clone(), parameters(&[("secret", &secret)])).await;
+        assert_eq!(r.status, 403, "{}", r.text);
+        let r = rotate(
+            other_admin.token.clone(),
+            parameters(&[("secret", &secret)]),
+        )
+        .await;
+        assert_eq!(r.status, 404, "{}", r.text);
+        let r = rotate(admin.token.clone(), parameters(&[])).await;
+        assert_eq!(r.outcome(400), "Secret to rotate must be provided");
+        let r = rotate(
+            admin.token.clone(),
+            parameters(&[("secret", &secret), ("retiringSecret", &secret)]),
+        )
+        .await;
+        assert_eq!(r.outcome(400), "Only one secret can be rotated at a time");
+        let r = rotate(admin.token.clone(), parameters(&[("secret", "wrong")])).await;
+        assert_eq!(r.outcome(400), "Provided secret does not match client");
+        let r = rotate(admin.token.clone(), parameters(&[("secret", &secret)])).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let new_secret = r.body["secret"].as_str().unwrap().to_owned();
+        assert_ne!(new_secret, secret);
+        assert_eq!(r.body["retiringSecret"], secret.as_str());
+        // During the overlap both secrets authenticate.
+        assert_eq!(
+            client_token_status(&srv, &client_id, &new_secret).await,
+            200
+        );
+        assert_eq!(client_token_status(&srv, &client_id, &secret).await, 200);
+        let r = rotate(
+            admin.token.clone(),
+            parameters(&[("retiringSecret", &secret)]),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(r.body.get("retiringSecret").is_none(), "{}", r.text);
+        assert_ne!(client_token_status(&srv, &client_id, &secret).await, 200);
+        assert_eq!(
+            client_token_status(&srv, &client_id, &new_secret).await,
+            200
+        );
+    }
+);
+
+e2e!(
+    project_init_makes_a_project_for_its_owner,
+    |srv| async move {
+        let t = Tenant::new(&srv).await;
+        let admin = t.member(None, json!([]), true).await;
+        let init = |token: String, body: Value| {
+            let srv = &srv;
+            async move { fhir_post_as(srv, &token, "Project/$init", &body).await }
+        };
+        // Super admins only; a project admin is refused.
+        let r = init(admin.token.clone(), parameters(&[("name", "Mine")])).await;
+        assert_eq!(r.status, 403, "{}", r.text);
+        let r = init(srv.token.clone(), parameters(&[])).await;
+        assert_eq!(r.outcome(400), "Project name is required");
+        let patient = t.put(json!({"resourceType": "Patient"})).await;
+        let r = init(
+        srv.token.clone(),
+        json!({"resourceType": "Parameters", "parameter": [
+            {"name": "name", "valueString": "P"},
+            {"name": "owner", "valueReference": {"reference": format!("Patient/{}", id(&patient))}}]}),
+    )
+    .await;
+        assert_eq!(
+            r.outcome(400),
+            "Only Users are permitted to be the owner of a new Project"
+        );
+        // A project-scoped user cannot own another project.
+        let scoped = invite(
+            &srv,
+            &admin.token,
+            &t.project,
+            &json!({"resourceType": "Patient", "firstName": "P", "lastName": "S",
+            "email": unique_email("scoped")}),
+        )
+        .await;
+        let r = init(
+            srv.token.clone(),
+            json!({"resourceType": "Parameters", "parameter": [
+            {"name": "name", "valueString": "P"},
+            {"name": "owner", "valueReference": scoped.body["user"]}]}),
+        )
+        .await;
+        assert_eq!(
+            r.outcome(400),
+            "Project owner must not belong to another Project"
+        );
+
+        // An unknown owner email makes a server-scoped user, owner and admin of the new project.
+        let email = unique_email("owner");
+        let r = init(
+            srv.token.clone(),
+            parameters(&[("name", "New Clinic"), ("ownerEmail", &email)]),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        assert_eq!(r.body["resourceType"], "Project");
+        assert_eq!(r.body["name"], "New Clinic");
+        let project = id(&r.body);
+        let owner = r.body["owner"]["reference"].as_str().unwrap().to_owned();
+        let user = srv.get(&owner).await;
+        assert_eq!(user.body["email"], email.as_str());
+        assert!(user.body.get("project").is_none(), "{}", user.text);
+        let members = srv
+            .get(&format!("ProjectMembership?project=Project/{project}"))
+            .await;
+        let members: Vec<Value> = members.body["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"].clone())
+            .collect();
+        assert_eq!(members.len(), 2, "{members:?}");
+        let owner_membership = members
+            .iter()
+            .find(|m| m["user"]["reference"] == owner.as_str())
+            .unwrap();
+        assert_eq!(owner_membership["admin"], true);
+        assert!(members.iter().any(|m| {
+            m["user"]["reference"]
+                .as_str()
+                .unwrap()
+                .starts_with("ClientApplication/")
+        }));
+        // By default the caller owns it.
+        let r = init(srv.token.clone(), parameters(&[("name", "Admin's")])).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        assert!(
+            r.body["owner"]["reference"]
+                .as_str()
+                .unwrap()
+                .starts_with("User/")
+        );
     }
 );

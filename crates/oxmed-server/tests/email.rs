@@ -96,16 +96,7 @@ async fn login_status(srv: &TestServer, email: &str, password: &str) -> u16 {
 }
 
 async fn me_project(srv: &TestServer, token: &str) -> Value {
-    srv.plain
-        .get(format!("{}auth/me", srv.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["project"]["id"]
-        .clone()
+    common::me(srv, token).await["project"]["id"].clone()
 }
 
 async fn run(backend: Backend) {

@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use oxmed_auth::client_application::NewClient;
 use oxmed_auth::identity::Project;
 use oxmed_auth::invite::InviteRequest;
 use oxmed_auth::{AuthFailure, Caller};
@@ -113,4 +114,24 @@ pub async fn delete_member(
         Ok(all_ok())
     })
     .await
+}
+
+/// `POST /admin/projects/:projectId/client`: 201 with the new ClientApplication, its secret
+/// included.
+pub async fn create_client(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+    Path(project_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let auth = state.auth.clone();
+    let mut response = administered(&state, &caller, &project_id, |project| async move {
+        let request: NewClient = parse(&body)?;
+        auth.create_client(&project, &request).await
+    })
+    .await;
+    if response.status() == StatusCode::OK {
+        *response.status_mut() = StatusCode::CREATED;
+    }
+    response
 }

@@ -32,7 +32,7 @@ pub(crate) fn session_cookie(name: &str, value: &str) -> String {
     format!("{name}={value}; Max-Age=3600; Path=/; HttpOnly; Secure; SameSite=None")
 }
 
-fn login_response(result: Result<LoginResult, AuthFailure>) -> Response {
+pub(crate) fn login_response(result: Result<LoginResult, AuthFailure>) -> Response {
     match result {
         Ok(r) => {
             let mut resp = json_response(StatusCode::OK, &r.body);
@@ -92,6 +92,7 @@ pub async fn login(
         origin: header_text(&headers, header::ORIGIN).map(str::to_owned),
         remote_address: client_addr.map(|Extension(a)| a.0.to_string()),
         user_agent: header_text(&headers, header::USER_AGENT).map(str::to_owned),
+        allow_no_membership: false,
     };
     login_response(limited_password_login(&state, &request).await)
 }

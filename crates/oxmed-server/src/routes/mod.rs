@@ -8,6 +8,7 @@ mod health;
 mod oauth2;
 mod pages;
 mod password;
+mod registration;
 mod well_known;
 
 use axum::Router;
@@ -41,6 +42,10 @@ fn auth_routes(state: &AppState) -> Router<AppState> {
         .route("/admin/projects/{project}", get(admin::project))
         .route("/admin/projects/{project}/invite", post(admin::invite))
         .route(
+            "/admin/projects/{project}/client",
+            post(admin::create_client),
+        )
+        .route(
             "/admin/projects/{project}/members/{membership}",
             get(admin::get_member)
                 .post(admin::update_member)
@@ -64,6 +69,9 @@ fn auth_routes(state: &AppState) -> Router<AppState> {
         .route("/auth/setpassword", post(password::set_password))
         .route("/auth/resetpassword", post(password::reset_password))
         .route("/auth/verifyemail", post(password::verify_email))
+        .route("/auth/newuser", post(registration::new_user))
+        .route("/auth/newproject", post(registration::new_project))
+        .route("/auth/newpatient", post(registration::new_patient))
         .merge(authenticated)
 }
 

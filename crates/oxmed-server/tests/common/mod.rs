@@ -429,6 +429,34 @@ pub async fn form(
     Resp::from(req.send().await.expect("request")).await
 }
 
+/// `GET /auth/me` with a bearer token: its JSON.
+pub async fn me(srv: &TestServer, token: &str) -> Value {
+    srv.plain
+        .get(format!("{}auth/me", srv.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .unwrap_or(Value::Null)
+}
+
+/// A FHIR `POST` (`application/fhir+json`) to `path` under the FHIR base with a bearer token.
+pub async fn fhir_post_as(srv: &TestServer, token: &str, path: &str, body: &Value) -> Resp {
+    Resp::from(
+        srv.plain
+            .post(srv.url(path))
+            .bearer_auth(token)
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await
+}
+
 pub async fn json_post(srv: &TestServer, path: &str, body: &Value) -> Resp {
     Resp::from(
         srv.plain

@@ -4,6 +4,7 @@ mod capability;
 mod explain;
 mod history;
 mod interaction;
+mod project_operations;
 mod search;
 
 use axum::Router;
@@ -23,6 +24,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/", get(search::system).post(interaction::bundle))
         .route("/_history", get(history::system))
         .route("/AccessPolicy/$explain", get(explain::explain))
+        .route(
+            "/Project/$init",
+            axum::routing::post(project_operations::init),
+        )
+        .route(
+            "/ClientApplication/{id}/$rotate-secret",
+            axum::routing::post(project_operations::rotate_secret),
+        )
         .route(
             "/{resource_type}",
             get(search::search_get)
