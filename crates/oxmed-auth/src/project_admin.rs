@@ -105,3 +105,29 @@ impl Auth {
         Ok(())
     }
 }
+
+impl Auth {
+    /// `POST /admin/projects/:projectId/secrets` and `/sites` (spec §13.1): the array replaces
+    /// `Project.secret` or `Project.site`; the project as stored after.
+    pub async fn replace_project_list(
+        &self,
+        project: &Project,
+        field: &str,
+        list: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        if !list.is_array() {
+            return Err(AuthFailure::invalid("The body must be a JSON array"));
+        }
+        let stored = self
+            .repo()
+            .system_read("Project", project.id())
+            .await?
+            .ok_or(AuthFailure::NotFound)?;
+        let version = stored.version_id.clone();
+        let mut value = parse_stored(&stored)?;
+        value[field] = list;
+        crate::records::put_if(self.repo(), &stored.project, value, &version)
+            .await?
+            .ok_or_else(|| AuthFailure::Conflict("The project was changed meanwhile".into()))
+    }
+}

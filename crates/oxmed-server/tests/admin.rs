@@ -641,3 +641,77 @@ e2e!(
         );
     }
 );
+
+e2e!(
+    project_settings_and_secrets_are_seen_by_whom_the_spec_says,
+    |srv| async move {
+        let t = Tenant::new(&srv).await;
+        let admin = t.member(None, json!([]), true).await;
+        let plain = t.member(None, json!([]), false).await;
+        let path = format!("Project/{}", t.project);
+        oxmed_auth::records::put(
+            srv.auth.repo(),
+            &t.project,
+            json!({"resourceType": "Project", "id": t.project, "name": "Clinic",
+            "setting": [{"name": "theme", "valueString": "blue"}],
+            "secret": [{"name": "apiKey", "valueString": "s3cr3t"}],
+            "systemSetting": [{"name": "rateLimit", "valueInteger": 100}],
+            "systemSecret": [{"name": "vendor", "valueString": "v3nd0r"}]}),
+        )
+        .await
+        .unwrap();
+        // A member does not read the Project resource (its own settings come with `/auth/me`'s
+        // project); an admin sees the project's secrets; only a super admin the system's.
+        assert_eq!(plain.get(&path).await.status, 403);
+        let seen = admin.get(&path).await;
+        assert_eq!(seen.body["secret"][0]["valueString"], "s3cr3t");
+        assert!(seen.body.get("systemSecret").is_none(), "{}", seen.text);
+        let seen = srv.get(&path).await;
+        assert_eq!(seen.body["systemSecret"][0]["valueString"], "v3nd0r");
+
+        // An admin writes settings and secrets, not the system's (silently kept).
+        let mut changed = admin.get(&path).await.body;
+        changed["setting"] = json!([{"name": "theme", "valueString": "green"}]);
+        changed["systemSetting"] = json!([{"name": "rateLimit", "valueInteger": 999999}]);
+        let r = admin.put(&path, &changed).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let stored = srv.get(&path).await.body;
+        assert_eq!(stored["setting"][0]["valueString"], "green");
+        assert_eq!(stored["systemSetting"][0]["valueInteger"], 100);
+        assert_eq!(stored["systemSecret"][0]["valueString"], "v3nd0r");
+
+        // The admin API replaces the secrets and sites lists; not for a plain member.
+        let secrets = json!([{"name": "apiKey", "valueString": "rotated"}]);
+        let r = post_as(
+            &srv,
+            &plain.token,
+            &format!("{}/secrets", t.project),
+            &secrets,
+        )
+        .await;
+        assert_eq!(r.status, 403, "{}", r.text);
+        let r = post_as(
+            &srv,
+            &admin.token,
+            &format!("{}/secrets", t.project),
+            &secrets,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(srv.get(&path).await.body["secret"], secrets);
+        let sites = json!([{"name": "portal", "domain": ["portal.clinic.example"]}]);
+        let r = post_as(&srv, &admin.token, &format!("{}/sites", t.project), &sites).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = admin_call(&srv, &admin.token, reqwest::Method::GET, &t.project, None).await;
+        assert_eq!(r.body["project"]["site"], sites);
+        assert_eq!(r.body["project"]["secret"], secrets);
+        let r = post_as(
+            &srv,
+            &admin.token,
+            &format!("{}/sites", t.project),
+            &json!({"x": 1}),
+        )
+        .await;
+        assert_eq!(r.outcome(400), "The body must be a JSON array");
+    }
+);

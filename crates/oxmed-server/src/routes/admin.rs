@@ -135,3 +135,38 @@ pub async fn create_client(
     }
     response
 }
+
+/// `POST /admin/projects/:projectId/secrets`: the array replaces `Project.secret`.
+pub async fn secrets(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+    Path(project_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    replace_list(state, caller, project_id, "secret", body).await
+}
+
+/// `POST /admin/projects/:projectId/sites`: the array replaces `Project.site`.
+pub async fn sites(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+    Path(project_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    replace_list(state, caller, project_id, "site", body).await
+}
+
+async fn replace_list(
+    state: AppState,
+    caller: Arc<Caller>,
+    project_id: String,
+    field: &'static str,
+    body: Bytes,
+) -> Response {
+    let auth = state.auth.clone();
+    administered(&state, &caller, &project_id, |project| async move {
+        let list: Value = parse(&body)?;
+        auth.replace_project_list(&project, field, list).await
+    })
+    .await
+}

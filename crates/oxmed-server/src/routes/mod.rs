@@ -41,6 +41,8 @@ fn auth_routes(state: &AppState) -> Router<AppState> {
         .route("/auth/mfa/disable", post(auth::mfa_disable))
         .route("/admin/projects/{project}", get(admin::project))
         .route("/admin/projects/{project}/invite", post(admin::invite))
+        .route("/admin/projects/{project}/secrets", post(admin::secrets))
+        .route("/admin/projects/{project}/sites", post(admin::sites))
         .route(
             "/admin/projects/{project}/client",
             post(admin::create_client),
