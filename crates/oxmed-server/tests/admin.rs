@@ -340,6 +340,20 @@ e2e!(external_ids_are_unique_per_project, |srv| async move {
     // Another project has its own external ids.
     let r = invite(&srv, &other_admin.token, &other.project, &body).await;
     assert_eq!(r.status, 200, "{}", r.text);
+    let theirs = r.body["id"].as_str().unwrap().to_owned();
+    // Each admin looks a member up by external id, and finds only their own project's.
+    let found = admin.ids("ProjectMembership?external-id=auth0-1234").await;
+    assert_eq!(found, vec![first.clone()]);
+    let found = other_admin
+        .ids("ProjectMembership?external-id=auth0-1234")
+        .await;
+    assert_eq!(found, vec![theirs]);
+    assert!(
+        admin
+            .ids("ProjectMembership?external-id=nobody")
+            .await
+            .is_empty()
+    );
 
     // Once the membership is gone, the external id can be used again.
     let r = delete_as(
