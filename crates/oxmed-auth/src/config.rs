@@ -42,6 +42,12 @@ pub struct AuthConfig {
     pub invite_link_ttl: Duration,
     /// Whether `/auth/newuser` registers anyone (Medplum's `registerEnabled`).
     pub register_enabled: bool,
+    /// The server's reCAPTCHA keys (spec §4.5); without a secret key there is no check (but a
+    /// project's site may have its own).
+    pub recaptcha_site_key: Option<String>,
+    pub recaptcha_secret_key: Option<String>,
+    /// The siteverify endpoint the tokens are checked with.
+    pub recaptcha_verify_url: String,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -84,6 +90,9 @@ impl AuthConfig {
             reset_link_ttl: Duration::from_secs(24 * 3600),
             invite_link_ttl: Duration::from_secs(7 * 24 * 3600),
             register_enabled: true,
+            recaptcha_site_key: None,
+            recaptcha_secret_key: None,
+            recaptcha_verify_url: crate::recaptcha::GOOGLE_SITEVERIFY.into(),
         }
     }
 

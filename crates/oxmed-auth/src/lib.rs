@@ -48,6 +48,7 @@ pub mod pkce;
 pub mod project_admin;
 pub mod project_init;
 pub mod qr;
+pub mod recaptcha;
 pub mod records;
 pub mod registration;
 pub mod scope;

@@ -31,6 +31,8 @@ pub struct NewUserRequest {
     pub code_challenge: Option<String>,
     pub code_challenge_method: Option<String>,
     pub remember: Option<bool>,
+    pub recaptcha_token: Option<String>,
+    pub recaptcha_site_key: Option<String>,
 }
 
 fn name(value: &Option<String>, field: &str) -> Result<String> {
@@ -68,6 +70,13 @@ impl Auth {
         }
         let password = req.password.clone().unwrap_or_default();
         crate::change_password::check_new_password(&password)?;
+        self.check_recaptcha(&crate::recaptcha::RecaptchaInput {
+            token: req.recaptcha_token.as_deref(),
+            site_key: req.recaptcha_site_key.as_deref(),
+            project_id: req.project_id.as_deref(),
+            registration: true,
+        })
+        .await?;
         if !self.config().register_enabled {
             return Err(AuthFailure::invalid("Registration is disabled"));
         }

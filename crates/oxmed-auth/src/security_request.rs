@@ -158,11 +158,13 @@ Thank you,\noxmed\n",
         project_id: Option<&str>,
         send_email: bool,
         redirect_uri: Option<&str>,
+        recaptcha: &crate::recaptcha::RecaptchaInput<'_>,
     ) -> Result<Option<Delivery>> {
         let email = email.trim().to_lowercase();
         if !is_valid_email(&email) {
             return Err(AuthFailure::invalid("Valid email address is required"));
         }
+        self.check_recaptcha(recaptcha).await?;
         if let Some((_, domain)) = email.rsplit_once('@')
             && self
                 .repo()

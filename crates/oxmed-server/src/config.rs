@@ -86,6 +86,15 @@ pub struct ServeArgs {
     /// Whether anyone may register through `/auth/newuser` [default: true].
     #[arg(long, env = "OXMED_REGISTER_ENABLED")]
     pub register_enabled: Option<bool>,
+    /// The server's reCAPTCHA site key (spec §4.5).
+    #[arg(long, env = "OXMED_RECAPTCHA_SITE_KEY")]
+    pub recaptcha_site_key: Option<String>,
+    /// The server's reCAPTCHA secret key; unset: registration and reset need no token.
+    #[arg(long, env = "OXMED_RECAPTCHA_SECRET_KEY", hide_env_values = true)]
+    pub recaptcha_secret_key: Option<String>,
+    /// The siteverify endpoint [default: Google's].
+    #[arg(long, env = "OXMED_RECAPTCHA_VERIFY_URL")]
+    pub recaptcha_verify_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,6 +122,9 @@ struct FileConfig {
     reset_link_ttl: Option<String>,
     invite_link_ttl: Option<String>,
     register_enabled: Option<bool>,
+    recaptcha_site_key: Option<String>,
+    recaptcha_secret_key: Option<String>,
+    recaptcha_verify_url: Option<String>,
 }
 
 /// The default refresh-token lifetime (two weeks) and a day.
@@ -154,6 +166,10 @@ pub struct Config {
     /// The wait before an email's second attempt (each later one waits four times longer).
     pub email_retry_delay: Duration,
     pub register_enabled: bool,
+    pub recaptcha_site_key: Option<String>,
+    /// Never printed by `Debug`.
+    pub recaptcha_secret_key: Option<String>,
+    pub recaptcha_verify_url: String,
 }
 
 impl std::fmt::Debug for Config {
@@ -268,6 +284,16 @@ impl Config {
                 .register_enabled
                 .or(file.register_enabled)
                 .unwrap_or(true),
+            recaptcha_site_key: args.recaptcha_site_key.clone().or(file.recaptcha_site_key),
+            recaptcha_secret_key: args
+                .recaptcha_secret_key
+                .clone()
+                .or(file.recaptcha_secret_key),
+            recaptcha_verify_url: args
+                .recaptcha_verify_url
+                .clone()
+                .or(file.recaptcha_verify_url)
+                .unwrap_or_else(|| oxmed_auth::recaptcha::GOOGLE_SITEVERIFY.into()),
             signing_alg,
             key_rotation,
             key_overlap,
@@ -325,6 +351,9 @@ impl Config {
             invite_link_ttl: Duration::from_secs(7 * 24 * 3600),
             email_retry_delay: Duration::from_millis(200),
             register_enabled: true,
+            recaptcha_site_key: None,
+            recaptcha_secret_key: None,
+            recaptcha_verify_url: oxmed_auth::recaptcha::GOOGLE_SITEVERIFY.into(),
         }
     }
 

@@ -90,6 +90,9 @@ pub async fn prepare(config: Config) -> Result<(AppState, TcpListener), ServeErr
     auth_config.reset_link_ttl = config.reset_link_ttl;
     auth_config.invite_link_ttl = config.invite_link_ttl;
     auth_config.register_enabled = config.register_enabled;
+    auth_config.recaptcha_site_key = config.recaptcha_site_key.clone();
+    auth_config.recaptcha_secret_key = config.recaptcha_secret_key.clone();
+    auth_config.recaptcha_verify_url = config.recaptcha_verify_url.clone();
     let (auth, seeded) = Auth::start(repo.clone(), auth_config).await?;
     if let Some(seeded) = seeded {
         // On the console, once, and not through the log: the log may be shipped elsewhere.

@@ -236,3 +236,200 @@ async fn disabled(backend: Backend) {
 }
 
 per_backend!(registration_can_be_disabled, super::disabled);
+
+/// A siteverify endpoint on loopback in place of Google's, which tests cannot reach: answers
+/// `{"success": true}` for the token `good` only, and keeps the secret keys it was sent.
+async fn siteverify() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let secrets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = secrets.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut len = 0;
+                // Until the whole form body (Content-Length) is in.
+                loop {
+                    let n = socket.read(&mut buf[len..]).await.unwrap_or(0);
+                    len += n;
+                    let text = String::from_utf8_lossy(&buf[..len]).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let want = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= want || n == 0 {
+                            let fields: Vec<(String, String)> =
+                                url::form_urlencoded::parse(body.as_bytes())
+                                    .into_owned()
+                                    .collect();
+                            let get = |k: &str| {
+                                fields
+                                    .iter()
+                                    .find(|(n, _)| n == k)
+                                    .map(|(_, v)| v.clone())
+                                    .unwrap_or_default()
+                            };
+                            seen.lock().unwrap().push(get("secret"));
+                            let ok = get("response") == "good";
+                            let body = format!("{{\"success\": {ok}}}");
+                            let resp = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                            let _ = socket.write_all(resp.as_bytes()).await;
+                            return;
+                        }
+                    }
+                    if n == 0 {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}/siteverify"), secrets)
+}
+
+async fn recaptcha(backend: Backend) {
+    let Some((url, dir)) = fresh_database(backend).await else {
+        return;
+    };
+    let (verify_url, secrets) = siteverify().await;
+    let srv = TestServer::start_with(backend, &url, dir, move |c| {
+        c.recaptcha_site_key = Some("server-site".into());
+        c.recaptcha_secret_key = Some("server-secret".into());
+        c.recaptcha_verify_url = verify_url;
+    })
+    .await;
+    let (_, challenge) = pkce_pair();
+    let with_token = |email: &str, token: Option<&str>| {
+        let mut b = new_user(email, &challenge);
+        if let Some(t) = token {
+            b["recaptchaToken"] = json!(t);
+        }
+        b
+    };
+    let email = unique_email("robot");
+    let r = json_post(&srv, "auth/newuser", &with_token(&email, None)).await;
+    assert_eq!(r.outcome(400), "Recaptcha token is required");
+    let r = json_post(&srv, "auth/newuser", &with_token(&email, Some("bad"))).await;
+    assert_eq!(r.outcome(400), "Recaptcha failed");
+    let users = srv.get(&format!("User?email={email}")).await;
+    assert!(users.body["entry"].as_array().is_none_or(Vec::is_empty));
+    let r = json_post(&srv, "auth/newuser", &with_token(&email, Some("good"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(secrets.lock().unwrap().iter().all(|s| s == "server-secret"));
+    // Reset asks for a token too.
+    let r = json_post(&srv, "auth/resetpassword", &json!({"email": email})).await;
+    assert_eq!(r.outcome(400), "Recaptcha token is required");
+    let r = json_post(
+        &srv,
+        "auth/resetpassword",
+        &json!({"email": email, "recaptchaToken": "good"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // A project's own site key uses that site's secret, for a project open to registration.
+    let t = Tenant::new(&srv).await;
+    let policy = t
+        .put(json!({"resourceType": "AccessPolicy", "resource": [{"resourceType": "Patient"}]}))
+        .await;
+    let set_project = |extra: Value| {
+        let srv = &srv;
+        let project = t.project.clone();
+        async move {
+            let mut p = json!({"resourceType": "Project", "id": project, "name": "Clinic",
+                "site": [{"name": "portal", "domain": ["portal.example"],
+                    "recaptchaSiteKey": "clinic-site", "recaptchaSecretKey": "clinic-secret"}]});
+            for (k, v) in extra.as_object().unwrap() {
+                p[k] = v.clone();
+            }
+            oxmed_auth::records::put(srv.auth.repo(), &project, p)
+                .await
+                .unwrap();
+        }
+    };
+    set_project(json!({})).await;
+    let site_body = |email: &str, key: &str| {
+        let mut b = with_token(email, Some("good"));
+        b["recaptchaSiteKey"] = json!(key);
+        b["projectId"] = json!(t.project);
+        b
+    };
+    let r = json_post(
+        &srv,
+        "auth/newuser",
+        &site_body(&unique_email("p"), "clinic-site"),
+    )
+    .await;
+    assert_eq!(r.outcome(400), "Project does not allow open registration");
+    let r = json_post(
+        &srv,
+        "auth/newuser",
+        &site_body(&unique_email("p"), "unknown-site"),
+    )
+    .await;
+    assert_eq!(r.outcome(400), "Invalid recaptchaSiteKey");
+    set_project(json!({"defaultPatientAccessPolicy":
+        {"reference": format!("AccessPolicy/{}", id(&policy))}}))
+    .await;
+    secrets.lock().unwrap().clear();
+    let r = json_post(
+        &srv,
+        "auth/newuser",
+        &site_body(&unique_email("p"), "clinic-site"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(*secrets.lock().unwrap(), vec!["clinic-secret".to_owned()]);
+    set_project(
+        json!({"site": [{"name": "portal", "domain": ["portal.example"],
+        "recaptchaSiteKey": "clinic-site"}]}),
+    )
+    .await;
+    let r = json_post(
+        &srv,
+        "auth/newuser",
+        &site_body(&unique_email("p"), "clinic-site"),
+    )
+    .await;
+    assert_eq!(r.outcome(400), "Invalid recaptchaSecretKey");
+}
+
+per_backend!(
+    recaptcha_guards_registration_when_configured,
+    super::recaptcha
+);
+
+async fn unreachable_recaptcha(backend: Backend) {
+    let Some((url, dir)) = fresh_database(backend).await else {
+        return;
+    };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let srv = TestServer::start_with(backend, &url, dir, move |c| {
+        c.recaptcha_secret_key = Some("server-secret".into());
+        c.recaptcha_verify_url = format!("http://127.0.0.1:{closed}/siteverify");
+    })
+    .await;
+    let (_, challenge) = pkce_pair();
+    let mut body = new_user(&unique_email("x"), &challenge);
+    body["recaptchaToken"] = json!("good");
+    // Verification that cannot be done refuses.
+    let r = json_post(&srv, "auth/newuser", &body).await;
+    assert_eq!(r.outcome(400), "Recaptcha failed");
+}
+
+per_backend!(recaptcha_fails_closed, super::unreachable_recaptcha);

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use oxmed_auth::AuthFailure;
 use oxmed_auth::email::Delivery;
+use oxmed_auth::recaptcha::RecaptchaInput;
 use serde::Deserialize;
 
 use super::auth::{json_response, parse};
@@ -71,6 +72,8 @@ struct ResetBody {
     project_id: Option<String>,
     send_email: Option<bool>,
     redirect_uri: Option<String>,
+    recaptcha_token: Option<String>,
+    recaptcha_site_key: Option<String>,
 }
 
 /// `POST /auth/resetpassword`: all OK whether or not the account exists.
@@ -84,6 +87,12 @@ pub async fn reset_password(State(state): State<AppState>, body: Bytes) -> Respo
                 b.project_id.as_deref(),
                 b.send_email != Some(false),
                 b.redirect_uri.as_deref(),
+                &RecaptchaInput {
+                    token: b.recaptcha_token.as_deref(),
+                    site_key: b.recaptcha_site_key.as_deref(),
+                    project_id: b.project_id.as_deref(),
+                    registration: false,
+                },
             )
             .await
     }
@@ -230,7 +239,14 @@ pub async fn reset_submit(
             "This form has expired. Please try again.",
         );
     }
-    match state.auth.reset_password(email, None, true, None).await {
+    // The page has no reCAPTCHA widget: with a server secret key configured, its posts are
+    // refused like any other request without a token.
+    let no_token = RecaptchaInput::default();
+    match state
+        .auth
+        .reset_password(email, None, true, None, &no_token)
+        .await
+    {
         Ok(_) => message(
             StatusCode::OK,
             "Check your email",
