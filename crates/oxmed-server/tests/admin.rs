@@ -160,6 +160,23 @@ e2e!(invite_makes_a_member_who_can_sign_in, |srv| async move {
     );
     assert!(user.body.get("passwordHash").is_none(), "{}", user.text);
 
+    // An invite may require MFA: the person must enrol an authenticator at first sign-in.
+    let mfa_email = unique_email("mfa");
+    let mut mfa = practitioner(&mfa_email);
+    mfa["mfaRequired"] = json!(true);
+    let r = invite(&srv, &admin.token, &t.project, &mfa).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let login = common::json_post(
+        &srv,
+        "auth/login",
+        &json!({"email": mfa_email, "password": "correct-horse-battery",
+            "codeChallenge": "x".repeat(43), "codeChallengeMethod": "S256"}),
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    assert_eq!(login.body["mfaEnrollRequired"], true, "{}", login.text);
+    assert!(login.body.get("code").is_none());
+
     // The super admin invites into any project by its id.
     let r = invite(
         &srv,

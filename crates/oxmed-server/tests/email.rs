@@ -216,6 +216,26 @@ async fn run(backend: Backend) {
         seen + 1,
         "only the known address got a message"
     );
+
+    // Invited into a second project, the person already has an account: a welcome without a
+    // link, and no new password to set.
+    let seen = smtp.messages().len();
+    let second = Tenant::new(&srv).await;
+    let second_admin = second.member(None, json!([]), true).await;
+    let (status, _) = post_invite(
+        &srv,
+        &second_admin.token,
+        &second.project,
+        &json!({"resourceType": "Practitioner", "firstName": "Grace",
+            "lastName": "Hopper", "email": email}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let welcome = smtp
+        .wait_for(seen, &email, "oxmed: Welcome to Clinic")
+        .await;
+    assert!(welcome.link("setpassword/").is_none(), "{}", welcome.body);
+    assert_eq!(login_status(&srv, &email, "second-password-2").await, 200);
     c.close().await.unwrap();
 }
 
