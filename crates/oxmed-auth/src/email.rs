@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use lettre::message::Mailbox;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::failure::{AuthFailure, Result};
@@ -50,6 +51,9 @@ pub struct MailerConfig {
     pub attempts: u32,
     /// The wait before the second attempt; each later wait is four times the one before.
     pub retry_delay: Duration,
+    /// PEM certificates trusted for the SMTP server's TLS besides the public roots (a relay
+    /// with a certificate of a private CA).
+    pub extra_roots_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for MailerConfig {
@@ -68,6 +72,7 @@ impl Default for MailerConfig {
             from: "oxmed <noreply@localhost>".into(),
             attempts: 6,
             retry_delay: Duration::from_secs(5),
+            extra_roots_pem: None,
         }
     }
 }
@@ -90,12 +95,17 @@ impl Mailer {
     pub fn new(config: &MailerConfig) -> Result<Mailer> {
         let transport = match &config.smtp_url {
             None => None,
-            Some(url) => Some(
-                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            Some(url) => {
+                let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
                     .map_err(|e| AuthFailure::Internal(format!("invalid SMTP URL: {e}")))?
-                    .timeout(Some(Duration::from_secs(15)))
-                    .build(),
-            ),
+                    .timeout(Some(Duration::from_secs(15)));
+                if let Some(pem) = &config.extra_roots_pem
+                    && let Some(tls) = tls_with_roots(url, pem)?
+                {
+                    builder = builder.tls(tls);
+                }
+                Some(builder.build())
+            }
         };
         let from = config
             .from
@@ -158,4 +168,38 @@ async fn retry(
     }
     tracing::error!(to = %email.to, subject = %email.subject, attempts,
         "email given up: it was never accepted by the SMTP server");
+}
+
+/// The TLS mode the URL asks for (`smtps://`: TLS from the start; `?tls=required` or
+/// `?tls=opportunistic`: STARTTLS, as `lettre` reads them), trusting `pem` as well; `None` for
+/// a URL without TLS.
+fn tls_with_roots(smtp_url: &str, pem: &[u8]) -> Result<Option<Tls>> {
+    let bad = |e: &dyn std::fmt::Display| AuthFailure::Internal(format!("invalid SMTP TLS: {e}"));
+    let url = url::Url::parse(smtp_url).map_err(|e| bad(&e))?;
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let mode = url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let mut params = TlsParameters::builder(host);
+    for cert in pem_blocks(pem) {
+        params = params.add_root_certificate(Certificate::from_pem(&cert).map_err(|e| bad(&e))?);
+    }
+    let params = params.build_rustls().map_err(|e| bad(&e))?;
+    Ok(match (url.scheme(), mode.as_deref()) {
+        ("smtps", _) => Some(Tls::Wrapper(params)),
+        (_, Some("required")) => Some(Tls::Required(params)),
+        (_, Some("opportunistic")) => Some(Tls::Opportunistic(params)),
+        _ => None,
+    })
+}
+
+/// Each `-----BEGIN CERTIFICATE-----` block of a PEM file on its own.
+fn pem_blocks(pem: &[u8]) -> Vec<Vec<u8>> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = String::from_utf8_lossy(pem);
+    text.split_inclusive(END)
+        .filter(|b| b.contains("-----BEGIN CERTIFICATE-----"))
+        .map(|b| b.trim().as_bytes().to_vec())
+        .collect()
 }

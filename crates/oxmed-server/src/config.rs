@@ -71,6 +71,9 @@ pub struct ServeArgs {
     /// `smtps://user:pass@host:465` (TLS), `smtp://host:25`; unset: emails go to the log.
     #[arg(long, env = "OXMED_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
+    /// A PEM file of certificates to trust for the SMTP server's TLS, besides the public roots.
+    #[arg(long, env = "OXMED_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
     /// The sender of the emails [default: oxmed <noreply@localhost>].
     #[arg(long, env = "OXMED_EMAIL_FROM")]
     pub email_from: Option<String>,
@@ -117,6 +120,7 @@ struct FileConfig {
     key_rotation: Option<String>,
     key_overlap: Option<String>,
     smtp_url: Option<String>,
+    smtp_ca_file: Option<PathBuf>,
     email_from: Option<String>,
     app_base_url: Option<String>,
     reset_link_ttl: Option<String>,
@@ -158,6 +162,8 @@ pub struct Config {
     pub key_overlap: Duration,
     /// Never printed by `Debug` (it may hold a password).
     pub smtp_url: Option<String>,
+    /// The PEM read from `OXMED_SMTP_CA_FILE`.
+    pub smtp_ca_pem: Option<Vec<u8>>,
     pub email_from: String,
     /// Ends in `/`.
     pub app_base_url: String,
@@ -266,6 +272,12 @@ impl Config {
         let base_url = normalize_base_url(&base_url);
         Ok(Config {
             smtp_url: args.smtp_url.clone().or(file.smtp_url),
+            smtp_ca_pem: match args.smtp_ca_file.clone().or(file.smtp_ca_file) {
+                Some(path) => {
+                    Some(std::fs::read(&path).map_err(|e| ConfigError::Read(path.clone(), e))?)
+                }
+                None => None,
+            },
             email_from: args
                 .email_from
                 .clone()
@@ -345,6 +357,7 @@ impl Config {
             key_rotation: None,
             key_overlap: DEFAULT_KEY_OVERLAP,
             smtp_url: None,
+            smtp_ca_pem: None,
             email_from: DEFAULT_EMAIL_FROM.into(),
             app_base_url: format!("http://{listen}/"),
             reset_link_ttl: Duration::from_secs(24 * 3600),

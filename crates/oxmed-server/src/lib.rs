@@ -84,6 +84,7 @@ pub async fn prepare(config: Config) -> Result<(AppState, TcpListener), ServeErr
         smtp_url: config.smtp_url.clone(),
         from: config.email_from.clone(),
         retry_delay: config.email_retry_delay,
+        extra_roots_pem: config.smtp_ca_pem.clone(),
         ..Default::default()
     };
     auth_config.app_base_url = config.app_base_url.clone();

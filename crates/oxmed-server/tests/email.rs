@@ -283,3 +283,159 @@ async fn retried(backend: Backend) {
 }
 
 per_backend!(undelivered_email_is_retried, super::retried);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private CA and a certificate it signed for `localhost`, made with `openssl`: the CA's
+/// PEM, and the certificate's and key's paths.
+fn certificates(dir: &std::path::Path) -> (Vec<u8>, String, String) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=oxmed test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "smtp.key",
+        "-out",
+        "smtp.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "smtp.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "smtp.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    let path = |f: &str| dir.join(f).display().to_string();
+    (
+        std::fs::read(dir.join("ca.pem")).unwrap(),
+        path("smtp.pem"),
+        path("smtp.key"),
+    )
+}
+
+/// Invites someone with an email through `srv`: whether the answer says it was sent.
+async fn invite_sent(srv: &TestServer, email: &str) -> bool {
+    let t = Tenant::new(srv).await;
+    let admin = t.member(None, json!([]), true).await;
+    let (status, body) = post_invite(
+        srv,
+        &admin.token,
+        &t.project,
+        &json!({"resourceType": "Practitioner", "firstName": "Tls",
+            "lastName": "Test", "email": email}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["resourceType"] == "ProjectMembership"
+}
+
+async fn mail_server(backend: Backend, url: String, ca: Option<Vec<u8>>) -> Option<TestServer> {
+    let (db, dir) = fresh_database(backend).await?;
+    Some(
+        TestServer::start_with(backend, &db, dir, move |c| {
+            c.smtp_url = Some(url);
+            c.smtp_ca_pem = ca;
+        })
+        .await,
+    )
+}
+
+/// STARTTLS and TLS from the start, to a server whose certificate a private CA signed: sent
+/// when that CA is trusted (`OXMED_SMTP_CA_FILE`), refused when it is not.
+async fn over_tls(backend: Backend) {
+    let dir = common::TempDir::new("oxmed_smtp_tls");
+    let (ca, cert, key) = certificates(&dir.0);
+    let starttls_port = free_port();
+    let tls = [
+        "--tlscert".to_owned(),
+        cert.clone(),
+        "--tlskey".to_owned(),
+        key.clone(),
+    ];
+    let Some(starttls) = SmtpServer::start_with(starttls_port, &tls).await else {
+        return;
+    };
+    let url = format!("smtp://localhost:{starttls_port}?tls=required");
+    let Some(srv) = mail_server(backend, url.clone(), Some(ca.clone())).await else {
+        return;
+    };
+    let email = format!("tls-{}@example.org", &oxmed_repo::meta::new_id()[..8]);
+    assert!(invite_sent(&srv, &email).await);
+    starttls.wait_for(0, &email, "Welcome to oxmed").await;
+    // The same server without the CA: its certificate is not trusted, nothing is sent.
+    let untrusting = mail_server(backend, url, None).await.unwrap();
+    let other = format!("untrusted-{}@example.org", &oxmed_repo::meta::new_id()[..8]);
+    assert!(!invite_sent(&untrusting, &other).await);
+
+    let wrapped_port = free_port();
+    let wrapped_tls = ["--smtpscert".to_owned(), cert, "--smtpskey".to_owned(), key];
+    let wrapped = SmtpServer::start_with(wrapped_port, &wrapped_tls)
+        .await
+        .unwrap();
+    let srv = mail_server(
+        backend,
+        format!("smtps://localhost:{wrapped_port}"),
+        Some(ca),
+    )
+    .await
+    .unwrap();
+    let email = format!("smtps-{}@example.org", &oxmed_repo::meta::new_id()[..8]);
+    assert!(invite_sent(&srv, &email).await);
+    wrapped.wait_for(0, &email, "Welcome to oxmed").await;
+    assert!(
+        starttls
+            .messages()
+            .iter()
+            .all(|m| m.header("to").is_none_or(|t| !t.contains("untrusted"))),
+        "nothing reached the server through an untrusted connection"
+    );
+}
+
+per_backend!(emails_go_over_starttls_and_tls, super::over_tls);

@@ -70,6 +70,11 @@ impl SmtpServer {
 
     /// [`SmtpServer::start`] on a chosen port.
     pub async fn start_on(port: u16) -> Option<SmtpServer> {
+        SmtpServer::start_with(port, &[]).await
+    }
+
+    /// On a chosen port, with more `aiosmtpd` options (`--tlscert`, `--smtpscert`, ...).
+    pub async fn start_with(port: u16, options: &[String]) -> Option<SmtpServer> {
         if !has_aiosmtpd() {
             assert!(
                 std::env::var("CI").is_err(),
@@ -82,6 +87,7 @@ impl SmtpServer {
         let process = Command::new(PYTHON)
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
+            .args(options)
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir.0.join("mail"))
             .stdout(Stdio::null())
