@@ -54,6 +54,9 @@ pub struct MailerConfig {
     /// PEM certificates trusted for the SMTP server's TLS besides the public roots (a relay
     /// with a certificate of a private CA).
     pub extra_roots_pem: Option<Vec<u8>>,
+    /// The longest one attempt may take, all of it: a server that stops answering mid-dialogue
+    /// must not hold the request that sends (an invite) for minutes.
+    pub attempt_timeout: Duration,
 }
 
 impl std::fmt::Debug for MailerConfig {
@@ -73,6 +76,7 @@ impl Default for MailerConfig {
             attempts: 6,
             retry_delay: Duration::from_secs(5),
             extra_roots_pem: None,
+            attempt_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -82,6 +86,20 @@ pub struct Mailer {
     from: Mailbox,
     attempts: u32,
     retry_delay: Duration,
+    attempt_timeout: Duration,
+}
+
+/// One attempt, within `limit` whatever the server does.
+async fn attempt(
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    message: &Message,
+    limit: Duration,
+) -> std::result::Result<(), String> {
+    match tokio::time::timeout(limit, transport.send(message.clone())).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {limit:?}")),
+    }
 }
 
 /// A message that could not be built (a malformed address): nothing to retry.
@@ -116,6 +134,7 @@ impl Mailer {
             from,
             attempts: config.attempts.max(1),
             retry_delay: config.retry_delay,
+            attempt_timeout: config.attempt_timeout,
         })
     }
 
@@ -132,41 +151,51 @@ impl Mailer {
                 "email not sent (no SMTP server configured)");
             return Ok(Delivery::Logged);
         };
-        match transport.send(message.clone()).await {
-            Ok(_) => Ok(Delivery::Sent),
+        match attempt(&transport, &message, self.attempt_timeout).await {
+            Ok(()) => Ok(Delivery::Sent),
             Err(e) => {
                 tracing::warn!(to = %email.to, subject = %email.subject, error = %e,
                     "email not sent; trying again");
-                let (attempts, delay) = (self.attempts, self.retry_delay);
-                tokio::spawn(retry(transport, message, email, attempts, delay));
+                let tries = Tries {
+                    attempts: self.attempts,
+                    delay: self.retry_delay,
+                    limit: self.attempt_timeout,
+                };
+                tokio::spawn(retry(transport, message, email, tries));
                 Ok(Delivery::Retrying)
             }
         }
     }
 }
 
+struct Tries {
+    attempts: u32,
+    delay: Duration,
+    limit: Duration,
+}
+
 async fn retry(
     transport: AsyncSmtpTransport<Tokio1Executor>,
     message: Message,
     email: Email,
-    attempts: u32,
-    mut delay: Duration,
+    tries: Tries,
 ) {
-    for attempt in 2..=attempts {
+    let mut delay = tries.delay;
+    for n in 2..=tries.attempts {
         tokio::time::sleep(delay).await;
-        match transport.send(message.clone()).await {
-            Ok(_) => {
-                tracing::info!(to = %email.to, subject = %email.subject, attempt, "email sent");
+        match attempt(&transport, &message, tries.limit).await {
+            Ok(()) => {
+                tracing::info!(to = %email.to, subject = %email.subject, attempt = n, "email sent");
                 return;
             }
             Err(e) => {
-                tracing::warn!(to = %email.to, subject = %email.subject, attempt, error = %e,
+                tracing::warn!(to = %email.to, subject = %email.subject, attempt = n, error = %e,
                     "email not sent");
             }
         }
         delay = delay.saturating_mul(4);
     }
-    tracing::error!(to = %email.to, subject = %email.subject, attempts,
+    tracing::error!(to = %email.to, subject = %email.subject, attempts = tries.attempts,
         "email given up: it was never accepted by the SMTP server");
 }
 

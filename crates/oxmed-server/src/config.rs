@@ -171,6 +171,8 @@ pub struct Config {
     pub invite_link_ttl: Duration,
     /// The wait before an email's second attempt (each later one waits four times longer).
     pub email_retry_delay: Duration,
+    /// The longest one attempt to send an email may take.
+    pub email_attempt_timeout: Duration,
     pub register_enabled: bool,
     pub recaptcha_site_key: Option<String>,
     /// Never printed by `Debug`.
@@ -292,6 +294,7 @@ impl Config {
             reset_link_ttl,
             invite_link_ttl,
             email_retry_delay: DEFAULT_EMAIL_RETRY_DELAY,
+            email_attempt_timeout: Duration::from_secs(10),
             register_enabled: args
                 .register_enabled
                 .or(file.register_enabled)
@@ -363,6 +366,7 @@ impl Config {
             reset_link_ttl: Duration::from_secs(24 * 3600),
             invite_link_ttl: Duration::from_secs(7 * 24 * 3600),
             email_retry_delay: Duration::from_millis(200),
+            email_attempt_timeout: Duration::from_secs(3),
             register_enabled: true,
             recaptcha_site_key: None,
             recaptcha_secret_key: None,

@@ -85,6 +85,7 @@ pub async fn prepare(config: Config) -> Result<(AppState, TcpListener), ServeErr
         from: config.email_from.clone(),
         retry_delay: config.email_retry_delay,
         extra_roots_pem: config.smtp_ca_pem.clone(),
+        attempt_timeout: config.email_attempt_timeout,
         ..Default::default()
     };
     auth_config.app_base_url = config.app_base_url.clone();

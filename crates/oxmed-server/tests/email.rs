@@ -439,3 +439,31 @@ async fn over_tls(backend: Backend) {
 }
 
 per_backend!(emails_go_over_starttls_and_tls, super::over_tls);
+
+/// SMTP AUTH (the account in the URL), over STARTTLS: sent with the right password, refused
+/// with a wrong one.
+async fn authenticated(backend: Backend) {
+    let dir = common::TempDir::new("oxmed_smtp_auth");
+    let (ca, cert, key) = certificates(&dir.0);
+    let port = free_port();
+    let Some(smtp) =
+        SmtpServer::start_authenticating(port, &cert, &key, "mailer", "s3cret pass").await
+    else {
+        return;
+    };
+    let good = format!("smtp://mailer:s3cret%20pass@localhost:{port}?tls=required");
+    let Some(srv) = mail_server(backend, good, Some(ca.clone())).await else {
+        return;
+    };
+    let email = format!("auth-{}@example.org", &oxmed_repo::meta::new_id()[..8]);
+    assert!(invite_sent(&srv, &email).await);
+    smtp.wait_for(0, &email, "Welcome to oxmed").await;
+    let bad = format!("smtp://mailer:wrong@localhost:{port}?tls=required");
+    let refused = mail_server(backend, bad, Some(ca)).await.unwrap();
+    let other = format!("refused-{}@example.org", &oxmed_repo::meta::new_id()[..8]);
+    // (aiosmtpd leaves a refused login waiting: the attempt's time limit ends it.)
+    assert!(!invite_sent(&refused, &other).await);
+    assert_eq!(smtp.messages().len(), 1);
+}
+
+per_backend!(emails_authenticate_to_the_smtp_server, super::authenticated);

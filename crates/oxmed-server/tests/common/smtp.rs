@@ -10,6 +10,31 @@ use super::TempDir;
 /// Debian's Python, where `python3-aiosmtpd` installs (not a pyenv or venv one).
 const PYTHON: &str = "/usr/bin/python3";
 
+/// aiosmtpd with STARTTLS required and one account: `server.py PORT CERT KEY USER PASSWORD
+/// MAILDIR`.
+const AUTH_SERVER: &str = r#"
+import signal, ssl, sys
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+port, cert, key, user, password, maildir = sys.argv[1:7]
+
+def authenticate(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == user.encode() \
+        and data.password == password.encode()
+    return AuthResult(success=ok)
+
+context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+context.load_cert_chain(cert, key)
+controller = Controller(Mailbox(maildir), hostname="127.0.0.1", port=int(port),
+    authenticator=authenticate, auth_required=True, tls_context=context,
+    require_starttls=True)
+controller.start()
+signal.sigwait({signal.SIGTERM, signal.SIGINT})
+controller.stop()
+"#;
+
 pub struct SmtpServer {
     process: Child,
     pub port: u16,
@@ -84,12 +109,47 @@ impl SmtpServer {
             return None;
         }
         let maildir = TempDir::new("oxmed_maildir");
-        let process = Command::new(PYTHON)
+        let mut command = Command::new(PYTHON);
+        command
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
             .args(options)
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(maildir.0.join("mail"))
+            .arg(maildir.0.join("mail"));
+        SmtpServer::run(command, port, maildir).await
+    }
+
+    /// An SMTP server that requires STARTTLS (with this certificate) and then AUTH LOGIN or
+    /// PLAIN as `user` with `password`: aiosmtpd's own server, set up by a short script, since
+    /// its command line has no authentication options.
+    pub async fn start_authenticating(
+        port: u16,
+        cert: &str,
+        key: &str,
+        user: &str,
+        password: &str,
+    ) -> Option<SmtpServer> {
+        if !has_aiosmtpd() {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI needs python3-aiosmtpd for the email tests"
+            );
+            return None;
+        }
+        let maildir = TempDir::new("oxmed_maildir");
+        let script = maildir.0.join("server.py");
+        std::fs::write(&script, AUTH_SERVER).unwrap();
+        let mut command = Command::new(PYTHON);
+        command
+            .arg(&script)
+            .arg(port.to_string())
+            .args([cert, key, user, password])
+            .arg(maildir.0.join("mail"));
+        SmtpServer::run(command, port, maildir).await
+    }
+
+    async fn run(mut command: Command, port: u16, maildir: TempDir) -> Option<SmtpServer> {
+        let process = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
