@@ -114,12 +114,9 @@ impl Auth {
         }
         // The unique key of a User's email in its scope refuses a second registration:
         // "Email already registered".
-        records::create(
-            self.repo(),
-            project.as_deref().unwrap_or(SERVER_PROJECT),
-            user,
-        )
-        .await?;
+        let user_project = project.as_deref().unwrap_or(SERVER_PROJECT).to_owned();
+        let created = records::create(self.repo(), &user_project, user).await?;
+        let user_id = created["id"].as_str().unwrap_or_default().to_owned();
         let result = self
             .password_login(&LoginRequest {
                 email,
@@ -137,6 +134,15 @@ impl Auth {
                 ..Default::default()
             })
             .await?;
+        // The address is confirmed from its own mailbox; a failure to send it is logged and
+        // retried, and does not undo the registration.
+        let to = created["email"].as_str().unwrap_or_default();
+        if let Err(e) = self
+            .send_verification(&user_project, &user_id, to, &first_name)
+            .await
+        {
+            tracing::error!(error = %e, "the email verification could not be sent");
+        }
         Ok(json!({"login": result.body["login"]}))
     }
 

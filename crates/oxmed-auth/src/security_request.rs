@@ -112,6 +112,35 @@ Thank you,\noxmed\n",
         }
     }
 
+    /// Asks a newly registered user to confirm their address: a `verify-email` request and an
+    /// email with its link (`<app_base_url>verifyemail/<id>/<secret>`).
+    pub async fn send_verification(
+        &self,
+        user_project: &str,
+        user_id: &str,
+        to: &str,
+        first_name: &str,
+    ) -> Result<Delivery> {
+        let (request, secret) = new_request("verify-email", &format!("User/{user_id}"), None)?;
+        let id = request["id"].as_str().unwrap_or_default().to_owned();
+        self.repo()
+            .system_transaction(vec![(user_project.to_owned(), put(request))])
+            .await?;
+        let link = format!("{}verifyemail/{id}/{secret}", self.config().app_base_url);
+        self.mailer()
+            .send(Email {
+                to: to.to_owned(),
+                subject: "oxmed: Verify your email address".into(),
+                text: format!(
+                    "Hello {first_name},\n\nPlease confirm that this is your email address by \
+opening the following link:\n\n{link}\n\nThe link works once, for {}. If you did not \
+create an oxmed account, you can ignore this email.\n\nThank you,\noxmed\n",
+                    spoken(self.config().invite_link_ttl)
+                ),
+            })
+            .await
+    }
+
     /// `POST /auth/setpassword {id, secret, password}` (spec §6.4).
     pub async fn set_password(&self, id: &str, secret: &str, new_password: &str) -> Result<()> {
         let request = self.open_request(id, secret).await?;

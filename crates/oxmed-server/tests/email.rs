@@ -39,6 +39,15 @@ async fn post_invite(srv: &TestServer, token: &str, project: &str, body: &Value)
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
+async fn submit(c: &Client) {
+    c.find(Locator::Css("#submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn type_into(c: &Client, css: &str, text: &str) {
     let e = c.find(Locator::Css(css)).await.unwrap();
     e.clear().await.unwrap();
@@ -75,12 +84,7 @@ async fn set_password_in_browser(c: &Client, link: &str, password: &str) -> Stri
     main_text(c, "Choose a password").await;
     type_into(c, "#password", password).await;
     type_into(c, "#confirm", password).await;
-    c.find(Locator::Css("#submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit(c).await;
     main_text_any(c, &["Password set", "Already used"]).await
 }
 
@@ -147,12 +151,7 @@ async fn run(backend: Backend) {
     main_text(&c, "Choose a password").await;
     type_into(&c, "#password", "first-password-1").await;
     type_into(&c, "#confirm", "first-password-2").await;
-    c.find(Locator::Css("#submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit(&c).await;
     main_text(&c, "The passwords do not match.").await;
     let done = set_password_in_browser(&c, &link, "first-password-1").await;
     assert!(done.contains("Password set"), "{done}");
@@ -178,12 +177,7 @@ async fn run(backend: Backend) {
     c.goto(&format!("{}resetpassword", srv.base)).await.unwrap();
     main_text(&c, "Reset your password").await;
     type_into(&c, "#email", &email).await;
-    c.find(Locator::Css("#submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit(&c).await;
     main_text(&c, "Check your email").await;
     let reset = smtp.wait_for(seen, &email, "oxmed Password Reset").await;
     let reset_link = reset
@@ -467,3 +461,57 @@ async fn authenticated(backend: Backend) {
 }
 
 per_backend!(emails_authenticate_to_the_smtp_server, super::authenticated);
+
+/// A new registration gets an email whose link verifies the address in the browser, once.
+async fn verification(backend: Backend) {
+    let Some(smtp) = SmtpServer::start().await else {
+        return;
+    };
+    let Some(srv) = server(backend, &smtp).await else {
+        return;
+    };
+    let Some((_driver, c)) = browser().await else {
+        return;
+    };
+    let email = format!("new-{}@example.org", &oxmed_repo::meta::new_id()[..8]);
+    let r = json_post(
+        &srv,
+        "auth/newuser",
+        &json!({"firstName": "Ada", "lastName": "Byron", "email": email,
+            "password": "analytical-engine"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let user_email_verified = || {
+        let srv = &srv;
+        let email = email.clone();
+        async move {
+            srv.get(&format!("User?email={email}")).await.body["entry"][0]["resource"]["emailVerified"].clone()
+        }
+    };
+    assert_ne!(user_email_verified().await, json!(true));
+    let m = smtp
+        .wait_for(0, &email, "oxmed: Verify your email address")
+        .await;
+    assert!(m.body.contains("Hello Ada"), "{}", m.body);
+    let link = m
+        .link(&format!("{}verifyemail/", srv.base))
+        .unwrap_or_else(|| panic!("no link in {}", m.body));
+    // Opening the link changes nothing; the button does.
+    c.goto(&link).await.unwrap();
+    main_text(&c, "Verify your email").await;
+    assert_ne!(user_email_verified().await, json!(true));
+    submit(&c).await;
+    main_text(&c, "Email verified").await;
+    assert_eq!(user_email_verified().await, json!(true));
+    c.goto(&link).await.unwrap();
+    main_text(&c, "Verify your email").await;
+    submit(&c).await;
+    main_text(&c, "Already used").await;
+    c.close().await.unwrap();
+}
+
+per_backend!(
+    registration_email_is_verified_from_the_mailbox,
+    super::verification
+);

@@ -111,12 +111,18 @@ pub fn is_auth_path(path: &str) -> bool {
     if path == "/auth/me" {
         return false;
     }
-    ["/auth", "/oauth2", "/setpassword", "/resetpassword"]
-        .iter()
-        .any(|prefix| {
-            path.strip_prefix(prefix)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
+    [
+        "/auth",
+        "/oauth2",
+        "/setpassword",
+        "/resetpassword",
+        "/verifyemail",
+    ]
+    .iter()
+    .any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
 }
 
 /// Per-address state is purged every this many checks; an idle address's state is worthless

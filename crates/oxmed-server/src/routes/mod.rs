@@ -102,6 +102,10 @@ pub fn router(state: AppState) -> Router {
             "/resetpassword",
             get(password::reset_page).post(password::reset_submit),
         )
+        .route(
+            "/verifyemail/{id}/{secret}",
+            get(password::verify_email_page).post(password::verify_email_submit),
+        )
         .merge(auth_routes(&state))
         .nest("/api", auth_routes(&state))
         .nest("/fhir/R4", fhir::router(&state))

@@ -116,19 +116,27 @@ pub fn delivered(delivery: Option<Delivery>) -> bool {
     delivery != Some(Delivery::Retrying)
 }
 
-fn set_password_action(state: &AppState, id: &str, secret: &str) -> String {
-    format!("{}setpassword/{id}/{secret}", state.config.base_url)
+/// Where a link page's form posts: the link itself.
+fn link_action(state: &AppState, page: &str, id: &str, secret: &str) -> String {
+    format!("{}{page}/{id}/{secret}", state.config.base_url)
 }
 
-/// `GET /setpassword/:id/:secret`: the form (the link is checked when it is posted).
+type LinkForm = fn(StatusCode, &str, &str, &[String], Option<&str>) -> Response;
+
+/// The form of a link page (the link is checked when the form is posted).
+fn link_form(state: &AppState, headers: &HeaderMap, form: LinkForm, action: &str) -> Response {
+    let (csrf, cookie) = csrf_token(state, headers);
+    form(StatusCode::OK, action, &csrf, &[cookie], None)
+}
+
+/// `GET /setpassword/:id/:secret`.
 pub async fn set_password_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((id, secret)): Path<(String, String)>,
 ) -> Response {
-    let (csrf, cookie) = csrf_token(&state, &headers);
-    let action = set_password_action(&state, &id, &secret);
-    password::set_password(StatusCode::OK, &action, &csrf, &[cookie], None)
+    let action = link_action(&state, "setpassword", &id, &secret);
+    link_form(&state, &headers, password::set_password, &action)
 }
 
 /// `POST /setpassword/:id/:secret`.
@@ -138,34 +146,64 @@ pub async fn set_password_submit(
     Path((id, secret)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let pairs: Pairs = form_urlencoded::parse(&body).into_owned().collect();
-    let (csrf, cookie) = csrf_token(&state, &headers);
-    let action = set_password_action(&state, &id, &secret);
+    let page = LinkPage {
+        form: password::set_password,
+        action: link_action(&state, "setpassword", &id, &secret),
+        done: (
+            "Password set",
+            "Your password is set. You can now sign in with it.",
+        ),
+    };
+    let auth = state.auth.clone();
+    link_post(&state, &headers, &body, page, |pairs| async move {
+        let new_password = field(&pairs, "password").unwrap_or_default();
+        if field(&pairs, "confirm").unwrap_or_default() != new_password {
+            return Err(AuthFailure::invalid("The passwords do not match."));
+        }
+        auth.set_password(&id, &secret, new_password).await
+    })
+    .await
+}
+
+/// A page that redeems a link: its form, where it posts, and what it says once done.
+struct LinkPage {
+    form: LinkForm,
+    action: String,
+    done: (&'static str, &'static str),
+}
+
+/// A link page's form post: refused without its CSRF token, then `act`; done, or the form
+/// again with what went wrong.
+async fn link_post<F, Fut>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    page: LinkPage,
+    act: F,
+) -> Response
+where
+    F: FnOnce(Pairs) -> Fut,
+    Fut: std::future::Future<Output = Result<(), AuthFailure>>,
+{
+    let pairs: Pairs = form_urlencoded::parse(body).into_owned().collect();
+    let (csrf, cookie) = csrf_token(state, headers);
     let again = |status, error: &str| {
-        password::set_password(
+        (page.form)(
             status,
-            &action,
+            &page.action,
             &csrf,
             std::slice::from_ref(&cookie),
             Some(error),
         )
     };
-    if !genuine_post(&state, &headers, &pairs) {
+    if !genuine_post(state, headers, &pairs) {
         return again(
             StatusCode::FORBIDDEN,
             "This form has expired. Please try again.",
         );
     }
-    let new_password = field(&pairs, "password").unwrap_or_default();
-    if field(&pairs, "confirm").unwrap_or_default() != new_password {
-        return again(StatusCode::BAD_REQUEST, "The passwords do not match.");
-    }
-    match state.auth.set_password(&id, &secret, new_password).await {
-        Ok(()) => message(
-            StatusCode::OK,
-            "Password set",
-            "Your password is set. You can now sign in with it.",
-        ),
+    match act(pairs).await {
+        Ok(()) => message(StatusCode::OK, page.done.0, page.done.1),
         Err(AuthFailure::Invalid(text)) => again(StatusCode::BAD_REQUEST, &text),
         Err(AuthFailure::NotFound) => message(
             StatusCode::NOT_FOUND,
@@ -255,4 +293,36 @@ pub async fn reset_submit(
         Err(AuthFailure::Invalid(text)) => again(StatusCode::BAD_REQUEST, &text),
         Err(e) => failed(&e),
     }
+}
+
+/// `GET /verifyemail/:id/:secret`: the page with the button.
+pub async fn verify_email_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, secret)): Path<(String, String)>,
+) -> Response {
+    let action = link_action(&state, "verifyemail", &id, &secret);
+    link_form(&state, &headers, password::verify_email, &action)
+}
+
+/// `POST /verifyemail/:id/:secret`.
+pub async fn verify_email_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, secret)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let page = LinkPage {
+        form: password::verify_email,
+        action: link_action(&state, "verifyemail", &id, &secret),
+        done: (
+            "Email verified",
+            "Thank you: your email address is verified.",
+        ),
+    };
+    let auth = state.auth.clone();
+    link_post(&state, &headers, &body, page, |_| async move {
+        auth.verify_email(&id, &secret).await
+    })
+    .await
 }

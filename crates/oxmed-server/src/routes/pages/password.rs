@@ -59,3 +59,23 @@ pub fn reset_request(
     );
     page(status, "Reset your password", &body, &[], cookies)
 }
+
+/// The page of an email-verification link: one button, so that opening the link (which mail
+/// scanners do) changes nothing by itself.
+pub fn verify_email(
+    status: StatusCode,
+    action: &str,
+    csrf: &str,
+    cookies: &[String],
+    error: Option<&str>,
+) -> Response {
+    let body = format!(
+        "<h1>Verify your email</h1>{}<form method=\"post\" action=\"{}\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+<button id=\"submit\" type=\"submit\">Verify my email address</button></form>",
+        alert(error),
+        attr(action),
+        attr(csrf)
+    );
+    page(status, "Verify your email", &body, &[], cookies)
+}
