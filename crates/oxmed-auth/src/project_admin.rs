@@ -131,3 +131,49 @@ impl Auth {
             .ok_or_else(|| AuthFailure::Conflict("The project was changed meanwhile".into()))
     }
 }
+
+impl Auth {
+    /// `POST /admin/projects/setpassword {email, password}` (spec §13.1): an admin sets the
+    /// password of a project-scoped user of the admin's own project; anyone else (a
+    /// server-scoped user, another project's) is "User not found". Their sessions end.
+    pub async fn admin_set_password(
+        &self,
+        caller: &Caller,
+        email: &str,
+        new_password: &str,
+    ) -> Result<()> {
+        if !caller.is_admin() {
+            return Err(AuthFailure::Forbidden);
+        }
+        let email = email.trim().to_lowercase();
+        if !crate::invite::is_valid_email(&email) {
+            return Err(AuthFailure::invalid("Valid email address is required"));
+        }
+        crate::change_password::check_new_password(new_password)?;
+        let project = caller.project_id();
+        let reference = format!("Project/{project}");
+        let Some((stored, mut user)) = self
+            .repo()
+            .system_find_one(
+                oxmed_repo::Scope::Project(project),
+                "User",
+                &[("email:exact", &email), ("project", &reference)],
+            )
+            .await?
+        else {
+            return Err(AuthFailure::invalid("User not found"));
+        };
+        let cost = self.config().bcrypt_cost;
+        let password = new_password.to_owned();
+        let hash =
+            tokio::task::spawn_blocking(move || crate::password::hash_password(&password, cost))
+                .await
+                .map_err(|e| AuthFailure::Internal(e.to_string()))??;
+        user["passwordHash"] = serde_json::json!(hash);
+        crate::records::put_if(self.repo(), &stored.project, user, &stored.version_id)
+            .await?
+            .ok_or_else(|| AuthFailure::Conflict("The user was changed meanwhile".into()))?;
+        self.revoke_other_logins(&crate::identity::Reference::to("User", &stored.id), "")
+            .await
+    }
+}

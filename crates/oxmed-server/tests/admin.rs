@@ -746,3 +746,77 @@ e2e!(
         assert_eq!(r.outcome(400), "The body must be a JSON array");
     }
 );
+
+e2e!(
+    admins_set_passwords_of_their_project_scoped_users,
+    |srv| async move {
+        let t = Tenant::new(&srv).await;
+        let other = Tenant::new(&srv).await;
+        let admin = t.member(None, json!([]), true).await;
+        let plain = t.member(None, json!([]), false).await;
+        let other_admin = other.member(None, json!([]), true).await;
+        let scoped = unique_email("scoped");
+        let server_scoped = unique_email("server");
+        let foreign = unique_email("foreign");
+        for (who, project, body) in [
+            (
+                &admin,
+                &t.project,
+                json!({"resourceType": "Patient", "email": scoped}),
+            ),
+            (
+                &admin,
+                &t.project,
+                json!({"resourceType": "Practitioner", "email": server_scoped}),
+            ),
+            (
+                &other_admin,
+                &other.project,
+                json!({"resourceType": "Patient", "email": foreign}),
+            ),
+        ] {
+            let mut body = body;
+            body["firstName"] = json!("F");
+            body["lastName"] = json!("L");
+            let r = invite(&srv, &who.token, project, &body).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+        let set = |token: String, email: String, password: &'static str| {
+            let srv = &srv;
+            async move {
+                post_as(
+                    srv,
+                    &token,
+                    "setpassword",
+                    &json!({"email": email, "password": password}),
+                )
+                .await
+            }
+        };
+        let r = set(plain.token.clone(), scoped.clone(), "new-password-1").await;
+        assert_eq!(r.status, 403, "{}", r.text);
+        let r = set(admin.token.clone(), scoped.clone(), "short").await;
+        assert_eq!(
+            r.outcome(400),
+            "Password must be between 8 and 72 characters"
+        );
+        let r = set(admin.token.clone(), "nope".into(), "new-password-1").await;
+        assert_eq!(r.outcome(400), "Valid email address is required");
+        // Not a server-scoped user, not another project's.
+        let r = set(admin.token.clone(), server_scoped.clone(), "new-password-1").await;
+        assert_eq!(r.outcome(400), "User not found");
+        let r = set(admin.token.clone(), foreign.clone(), "new-password-1").await;
+        assert_eq!(r.outcome(400), "User not found");
+        let r = set(admin.token.clone(), scoped.to_uppercase(), "new-password-1").await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let login = common::json_post(
+            &srv,
+            "auth/login",
+            &json!({"email": scoped, "password": "new-password-1", "projectId": t.project,
+            "codeChallenge": "x".repeat(43), "codeChallengeMethod": "S256"}),
+        )
+        .await;
+        assert_eq!(login.status, 200, "{}", login.text);
+        assert!(login.body["code"].is_string(), "{}", login.text);
+    }
+);

@@ -14,7 +14,7 @@ use oxmed_auth::invite::InviteRequest;
 use oxmed_auth::{AuthFailure, Caller};
 use serde_json::{Value, json};
 
-use super::auth::{json_response, parse};
+use super::auth::{all_ok_or_outcome, json_response, parse};
 use crate::AppState;
 use crate::error::{all_ok, auth_outcome};
 
@@ -169,4 +169,32 @@ async fn replace_list(
         auth.replace_project_list(&project, field, list).await
     })
     .await
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct SetPasswordBody {
+    email: Option<String>,
+    password: Option<String>,
+}
+
+/// `POST /admin/projects/setpassword {email, password}`: all OK.
+pub async fn set_password(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let b: SetPasswordBody = parse(&body)?;
+        state
+            .auth
+            .admin_set_password(
+                &caller,
+                b.email.as_deref().unwrap_or_default(),
+                b.password.as_deref().unwrap_or_default(),
+            )
+            .await
+    }
+    .await;
+    all_ok_or_outcome(result)
 }

@@ -47,6 +47,14 @@ pub(crate) fn login_response(result: Result<LoginResult, AuthFailure>) -> Respon
     }
 }
 
+/// Medplum's all-OK outcome for a success, the failure's outcome otherwise.
+pub(crate) fn all_ok_or_outcome(result: Result<(), AuthFailure>) -> Response {
+    match result {
+        Ok(()) => json_response(StatusCode::OK, &crate::error::all_ok()),
+        Err(e) => auth_outcome(&e),
+    }
+}
+
 pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, AuthFailure> {
     serde_json::from_slice(body).map_err(|_| AuthFailure::invalid("Invalid JSON body"))
 }

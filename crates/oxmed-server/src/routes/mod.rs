@@ -39,6 +39,7 @@ fn auth_routes(state: &AppState) -> Router<AppState> {
         .route("/auth/mfa/status", get(auth::mfa_status))
         .route("/auth/mfa/enroll", post(auth::mfa_enroll))
         .route("/auth/mfa/disable", post(auth::mfa_disable))
+        .route("/admin/projects/setpassword", post(admin::set_password))
         .route("/admin/projects/{project}", get(admin::project))
         .route("/admin/projects/{project}/invite", post(admin::invite))
         .route("/admin/projects/{project}/secrets", post(admin::secrets))

@@ -11,7 +11,7 @@ use oxmed_auth::email::Delivery;
 use oxmed_auth::recaptcha::RecaptchaInput;
 use serde::Deserialize;
 
-use super::auth::{json_response, parse};
+use super::auth::{all_ok_or_outcome, json_response, parse};
 use super::pages::form::{Pairs, csrf_token, field, genuine_post};
 use super::pages::password;
 use super::pages::signin::message;
@@ -40,10 +40,7 @@ pub async fn set_password(State(state): State<AppState>, body: Bytes) -> Respons
             .await
     }
     .await;
-    match result {
-        Ok(()) => json_response(StatusCode::OK, &all_ok()),
-        Err(e) => auth_outcome(&e),
-    }
+    all_ok_or_outcome(result)
 }
 
 /// `POST /auth/verifyemail {id, secret}`.
@@ -59,10 +56,7 @@ pub async fn verify_email(State(state): State<AppState>, body: Bytes) -> Respons
             .await
     }
     .await;
-    match result {
-        Ok(()) => json_response(StatusCode::OK, &all_ok()),
-        Err(e) => auth_outcome(&e),
-    }
+    all_ok_or_outcome(result)
 }
 
 #[derive(Deserialize, Default)]
