@@ -186,8 +186,15 @@ impl Auth {
         if let Some(a) = req.admin {
             partial.insert("admin".into(), json!(a));
         }
+        // The membership's identity and bookkeeping are the server's: a body cannot pick the
+        // id an upsert writes to, nor stamp `meta`.
         for (k, v) in req.membership.clone().unwrap_or_default() {
-            partial.insert(k, v);
+            if !matches!(
+                k.as_str(),
+                "resourceType" | "id" | "meta" | "project" | "user"
+            ) {
+                partial.insert(k, v);
+            }
         }
         for reference in policy_references(req, &partial) {
             self.check_project_policy(&project_id, &reference).await?;

@@ -125,11 +125,14 @@ e2e!(invite_makes_a_member_who_can_sign_in, |srv| async move {
     assert_eq!(r.outcome(409), "User is already a member of this project");
     let mut again = practitioner(&email);
     again["upsert"] = json!(true);
-    again["membership"] = json!({"admin": true});
+    // Identity and bookkeeping in the body are ignored: the same membership is updated.
+    again["membership"] = json!({"admin": true, "id": "00000000-0000-4000-8000-00000000c0de",
+        "meta": {"accounts": [{"reference": "Organization/x"}]}});
     let r = invite(&srv, &admin.token, &t.project, &again).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["id"], membership["id"]);
     assert_eq!(r.body["admin"], true);
+    assert!(r.body["meta"].get("accounts").is_none(), "{}", r.text);
     assert_eq!(r.body["profile"]["reference"], profile);
     // ...but not to another profile.
     let other = t
