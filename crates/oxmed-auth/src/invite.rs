@@ -220,8 +220,39 @@ impl Auth {
 
         let mut writes: Vec<(String, WriteRequest)> = Vec::new();
         let mut set_password = None;
+        let mut reclaimed = false;
         let user_id = match &existing_user {
-            Some(id) => id.clone(),
+            Some(id) => {
+                // An account whose address was never proven may have been made by someone who
+                // is not its owner (a registration or another project's invite with a password
+                // they chose): joining it to this project would hand the project to them. Its
+                // password is replaced by one nobody knows and the invite email carries a link
+                // to set a new one, so the mailbox's owner takes it over.
+                let stored = self
+                    .repo()
+                    .system_read("User", id)
+                    .await?
+                    .ok_or(AuthFailure::NotFound)?;
+                let mut user = parse_stored(&stored)?;
+                if user["emailVerified"] != json!(true) {
+                    user["passwordHash"] = json!(self.hash_new_password(None).await?);
+                    writes.push((
+                        stored.project.clone(),
+                        WriteRequest::Update {
+                            resource_type: "User".into(),
+                            id: id.clone(),
+                            resource: user,
+                            if_match: Some(stored.version_id.clone()),
+                        },
+                    ));
+                    let (request, secret) = new_request("invite", &format!("User/{id}"), None)?;
+                    let request_id = request["id"].as_str().unwrap_or_default().to_owned();
+                    writes.push((stored.project.clone(), put(request)));
+                    set_password = Some((request_id, secret));
+                    reclaimed = true;
+                }
+                id.clone()
+            }
             None => {
                 let id = oxmed_repo::meta::new_id();
                 let mut user = json!({"resourceType": "User", "id": id,
@@ -298,7 +329,18 @@ impl Auth {
             "display": format!("{} {}", c.first_name, c.last_name)});
         writes.push((project_id.clone(), put(membership)));
 
-        let written = self.repo().system_transaction(writes).await?;
+        let written = match self.repo().system_transaction(writes).await {
+            Err(oxmed_repo::RepoError::PreconditionFailed(_)) => {
+                return Err(AuthFailure::Conflict(
+                    "The user was changed meanwhile; please try again".into(),
+                ));
+            }
+            other => other?,
+        };
+        if reclaimed {
+            self.revoke_other_logins(&Reference::to("User", &user_id), "")
+                .await?;
+        }
         let stored = written
             .last()
             .and_then(|w| w.resource.as_ref())

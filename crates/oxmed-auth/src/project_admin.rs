@@ -65,10 +65,20 @@ impl Auth {
             return Err(AuthFailure::Forbidden);
         }
         self.project_membership(project, membership_id).await?;
+        // A super admin changes another project's member in that project; an admin, with
+        // their own rights (`project` and `user` read-only to them).
+        let ctx = if caller.is_super_admin() && project.id() != caller.project_id() {
+            oxmed_repo::RequestContext {
+                author: Some(caller.profile().text().to_owned()),
+                ..oxmed_repo::RequestContext::system_in(project.id())
+            }
+        } else {
+            caller.request_context()
+        };
         let written = self
             .repo()
             .write(
-                &caller.request_context(),
+                &ctx,
                 oxmed_repo::WriteRequest::Update {
                     resource_type: "ProjectMembership".into(),
                     id: membership_id.to_owned(),

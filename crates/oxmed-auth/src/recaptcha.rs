@@ -75,12 +75,13 @@ impl Auth {
         key: &str,
         input: &RecaptchaInput<'_>,
     ) -> Result<String> {
-        let mut query = vec![("recaptcha-site-key", key)];
-        let id_param;
-        if let Some(p) = input.project_id.filter(|p| !p.is_empty() && *p != "new") {
-            id_param = p.to_owned();
-            query.push(("_id", id_param.as_str()));
-        }
+        // A project's site key counts only for that project (named with it): anyone can make
+        // a project whose site key and secret they hold, which must not let them pass the
+        // server's own check for a server-scoped account.
+        let Some(project) = input.project_id.filter(|p| !p.is_empty() && *p != "new") else {
+            return Err(AuthFailure::invalid("Invalid recaptchaSiteKey"));
+        };
+        let query = vec![("recaptcha-site-key", key), ("_id", project)];
         let found = self
             .repo()
             .system_find_one(Scope::AllProjects, "Project", &query)

@@ -97,10 +97,21 @@ impl Auth {
                 _ => project = Some(client.project.clone()),
             }
         }
-        if let Some(p) = &project
-            && self.repo().system_read("Project", p).await?.is_none()
-        {
-            return Err(AuthFailure::invalid("Project not found"));
+        if let Some(p) = &project {
+            let Some(stored) = self.repo().system_read("Project", p).await? else {
+                return Err(AuthFailure::invalid("Project not found"));
+            };
+            // Accounts of a project are made by its admins, or by anyone only where it is open
+            // to registration: otherwise a stranger could plant an account under someone's
+            // address that a later invite would join to the project.
+            if parse_stored(&stored)?
+                .get("defaultPatientAccessPolicy")
+                .is_none()
+            {
+                return Err(AuthFailure::invalid(
+                    "Project does not allow open registration",
+                ));
+            }
         }
         let cost = self.config().bcrypt_cost;
         let secret = password.clone();

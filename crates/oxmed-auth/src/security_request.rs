@@ -303,7 +303,11 @@ Thank you,\noxmed\n",
             .system_read("User", &id)
             .await?
             .ok_or(AuthFailure::NotFound)?;
-        Ok((stored.project.clone(), parse_stored(&stored)?))
+        let mut user = parse_stored(&stored)?;
+        // Carried to `redeem`, which writes only over this version: a change made meanwhile (an
+        // MFA enrolment, an admin's edit) is not lost.
+        user["meta"]["versionId"] = json!(stored.version_id);
+        Ok((stored.project.clone(), user))
     }
 
     /// Writes the user and marks the request used, in one transaction; the request's version
@@ -324,7 +328,15 @@ Thank you,\noxmed\n",
                     if_match: Some(request.version),
                 },
             ),
-            (user_project, put(user)),
+            (
+                user_project,
+                WriteRequest::Update {
+                    resource_type: "User".into(),
+                    id: user_id.clone(),
+                    if_match: user["meta"]["versionId"].as_str().map(str::to_owned),
+                    resource: user,
+                },
+            ),
         ];
         match self.repo().system_transaction(writes).await {
             Ok(_) => {}

@@ -55,7 +55,7 @@ async fn users_with(srv: &TestServer, email: &str) -> usize {
 }
 
 fn unique_email(prefix: &str) -> String {
-    format!("{prefix}-{}@example.org", &oxmed_repo::meta::new_id()[..8])
+    format!("{prefix}-{}@example.org", &oxmed_repo::meta::new_id()[24..])
 }
 
 e2e!(invite_makes_a_member_who_can_sign_in, |srv| async move {
@@ -821,5 +821,54 @@ e2e!(
         .await;
         assert_eq!(login.status, 200, "{}", login.text);
         assert!(login.body["code"].is_string(), "{}", login.text);
+    }
+);
+
+e2e!(
+    an_unverified_account_is_reclaimed_by_the_next_invite,
+    |srv| async move {
+        let a = Tenant::new(&srv).await;
+        let b = Tenant::new(&srv).await;
+        let admin_a = a.member(None, json!([]), true).await;
+        let admin_b = b.member(None, json!([]), true).await;
+        let email = unique_email("victim");
+        let login = |password: &'static str| {
+            let srv = &srv;
+            let email = email.clone();
+            async move {
+                common::json_post(
+                    srv,
+                    "auth/login",
+                    &json!({"email": email, "password": password,
+                    "codeChallenge": "x".repeat(43), "codeChallengeMethod": "S256"}),
+                )
+                .await
+                .status
+            }
+        };
+        // Project A's admin makes a server-wide account under someone's address, with a password
+        // of their choosing.
+        let mut planted = practitioner(&email);
+        planted["password"] = json!("planted-password");
+        let r = invite(&srv, &admin_a.token, &a.project, &planted).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(login("planted-password").await, 200);
+        // Project B invites the same address: B's membership must not go to whoever chose that
+        // password. The account's password is replaced and a set-password link is made for it.
+        let mut invited = practitioner(&email);
+        invited.as_object_mut().unwrap().remove("password");
+        let r = invite(&srv, &admin_b.token, &b.project, &invited).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let user = r.body["user"]["reference"].as_str().unwrap().to_owned();
+        assert_eq!(login("planted-password").await, 400);
+        let requests = srv
+            .get(&format!("UserSecurityRequest?user={user}"))
+            .await;
+        assert_eq!(
+            requests.body["entry"].as_array().map_or(0, Vec::len),
+            2,
+            "{}",
+            requests.text
+        );
     }
 );

@@ -115,7 +115,7 @@ async fn run(backend: Backend) {
     };
     let t = Tenant::new(&srv).await;
     let admin = t.member(None, json!([]), true).await;
-    let email = format!("grace-{}@example.org", &oxmed_repo::meta::new_id()[..8]);
+    let email = format!("grace-{}@example.org", &oxmed_repo::meta::new_id()[24..]);
 
     // Invite with an email: the message arrives with a link to this server's page.
     let (status, membership) = post_invite(
@@ -252,7 +252,7 @@ async fn retried(backend: Backend) {
     .await;
     let t = Tenant::new(&srv).await;
     let admin = t.member(None, json!([]), true).await;
-    let email = format!("late-{}@example.org", &oxmed_repo::meta::new_id()[..8]);
+    let email = format!("late-{}@example.org", &oxmed_repo::meta::new_id()[24..]);
     let (status, body) = post_invite(
         &srv,
         &admin.token,
@@ -400,12 +400,12 @@ async fn over_tls(backend: Backend) {
     let Some(srv) = mail_server(backend, url.clone(), Some(ca.clone())).await else {
         return;
     };
-    let email = format!("tls-{}@example.org", &oxmed_repo::meta::new_id()[..8]);
+    let email = format!("tls-{}@example.org", &oxmed_repo::meta::new_id()[24..]);
     assert!(invite_sent(&srv, &email).await);
     starttls.wait_for(0, &email, "Welcome to oxmed").await;
     // The same server without the CA: its certificate is not trusted, nothing is sent.
     let untrusting = mail_server(backend, url, None).await.unwrap();
-    let other = format!("untrusted-{}@example.org", &oxmed_repo::meta::new_id()[..8]);
+    let other = format!("untrusted-{}@example.org", &oxmed_repo::meta::new_id()[24..]);
     assert!(!invite_sent(&untrusting, &other).await);
 
     let wrapped_port = free_port();
@@ -420,7 +420,7 @@ async fn over_tls(backend: Backend) {
     )
     .await
     .unwrap();
-    let email = format!("smtps-{}@example.org", &oxmed_repo::meta::new_id()[..8]);
+    let email = format!("smtps-{}@example.org", &oxmed_repo::meta::new_id()[24..]);
     assert!(invite_sent(&srv, &email).await);
     wrapped.wait_for(0, &email, "Welcome to oxmed").await;
     assert!(
@@ -449,12 +449,12 @@ async fn authenticated(backend: Backend) {
     let Some(srv) = mail_server(backend, good, Some(ca.clone())).await else {
         return;
     };
-    let email = format!("auth-{}@example.org", &oxmed_repo::meta::new_id()[..8]);
+    let email = format!("auth-{}@example.org", &oxmed_repo::meta::new_id()[24..]);
     assert!(invite_sent(&srv, &email).await);
     smtp.wait_for(0, &email, "Welcome to oxmed").await;
     let bad = format!("smtp://mailer:wrong@localhost:{port}?tls=required");
     let refused = mail_server(backend, bad, Some(ca)).await.unwrap();
-    let other = format!("refused-{}@example.org", &oxmed_repo::meta::new_id()[..8]);
+    let other = format!("refused-{}@example.org", &oxmed_repo::meta::new_id()[24..]);
     // (aiosmtpd leaves a refused login waiting: the attempt's time limit ends it.)
     assert!(!invite_sent(&refused, &other).await);
     assert_eq!(smtp.messages().len(), 1);
@@ -473,7 +473,7 @@ async fn verification(backend: Backend) {
     let Some((_driver, c)) = browser().await else {
         return;
     };
-    let email = format!("new-{}@example.org", &oxmed_repo::meta::new_id()[..8]);
+    let email = format!("new-{}@example.org", &oxmed_repo::meta::new_id()[24..]);
     let r = json_post(
         &srv,
         "auth/newuser",

@@ -56,7 +56,7 @@ async fn set(srv: &TestServer, id: &str, secret: &str, password: &str) -> Resp {
 }
 
 fn unique_email(prefix: &str) -> String {
-    format!("{prefix}-{}@example.org", &oxmed_repo::meta::new_id()[..8])
+    format!("{prefix}-{}@example.org", &oxmed_repo::meta::new_id()[24..])
 }
 
 e2e!(set_password_checks_its_link, |srv| async move {

@@ -10,7 +10,7 @@ use common::{Backend, Resp, TestServer, fhir_post_as, fresh_database, json_post,
 use serde_json::{Value, json};
 
 fn unique_email(prefix: &str) -> String {
-    format!("{prefix}-{}@example.org", &oxmed_repo::meta::new_id()[..8])
+    format!("{prefix}-{}@example.org", &oxmed_repo::meta::new_id()[24..])
 }
 
 fn new_user(email: &str, challenge: &str) -> Value {
@@ -146,10 +146,12 @@ e2e!(
             async move { json_post(srv, "auth/newpatient", &body).await }
         };
 
-        // Not open: no defaultPatientAccessPolicy.
-        let login = register(unique_email("closed"), Some(t.project.clone())).await;
-        let r = patient_of(login.clone(), &t.project).await;
+        // Not open: no defaultPatientAccessPolicy, no registration into it at all.
+        let mut closed = new_user(&unique_email("closed"), &challenge);
+        closed["projectId"] = json!(t.project);
+        let r = json_post(&srv, "auth/newuser", &closed).await;
         assert_eq!(r.outcome(400), "Project does not allow open registration");
+        let login = register(unique_email("server"), None).await;
         let r = json_post(&srv, "auth/newpatient", &json!({"login": login})).await;
         assert_eq!(r.outcome(400), "Project ID is required");
         let r = json_post(&srv, "auth/newpatient", &json!({"projectId": t.project})).await;
@@ -378,6 +380,11 @@ async fn recaptcha(backend: Backend) {
         &site_body(&unique_email("p"), "unknown-site"),
     )
     .await;
+    assert_eq!(r.outcome(400), "Invalid recaptchaSiteKey");
+    // A project's site key counts only with that project named.
+    let mut unnamed = site_body(&unique_email("p"), "clinic-site");
+    unnamed.as_object_mut().unwrap().remove("projectId");
+    let r = json_post(&srv, "auth/newuser", &unnamed).await;
     assert_eq!(r.outcome(400), "Invalid recaptchaSiteKey");
     set_project(json!({"defaultPatientAccessPolicy":
         {"reference": format!("AccessPolicy/{}", id(&policy))}}))

@@ -119,7 +119,7 @@ pub fn router(state: AppState) -> Router {
                     .get(&REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                tracing::info_span!("request", method = %req.method(), path = %loggable_path(req.uri().path()), request_id = %id)
             }),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -176,5 +176,38 @@ pub(crate) async fn authenticate(
             next.run(req).await
         }
         Err(e) => crate::error::auth_outcome(&e),
+    }
+}
+
+/// A request path as logs may show it: the secret of a set-password or verification link
+/// (`/setpassword/<id>/<secret>`) is left out.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let secret_link = ["/setpassword/", "/verifyemail/"]
+        .iter()
+        .any(|p| path.starts_with(p));
+    match path.rsplit_once('/') {
+        Some((head, _)) if secret_link && head.matches('/').count() == 2 => {
+            std::borrow::Cow::Owned(format!("{head}/…"))
+        }
+        _ => std::borrow::Cow::Borrowed(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn link_secrets_stay_out_of_logs() {
+        assert_eq!(
+            loggable_path("/setpassword/abc/s3cret"),
+            "/setpassword/abc/…"
+        );
+        assert_eq!(
+            loggable_path("/verifyemail/abc/s3cret"),
+            "/verifyemail/abc/…"
+        );
+        assert_eq!(loggable_path("/fhir/R4/Patient/1"), "/fhir/R4/Patient/1");
+        assert_eq!(loggable_path("/resetpassword"), "/resetpassword");
     }
 }
