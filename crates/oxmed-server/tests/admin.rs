@@ -861,9 +861,7 @@ e2e!(
         assert_eq!(r.status, 200, "{}", r.text);
         let user = r.body["user"]["reference"].as_str().unwrap().to_owned();
         assert_eq!(login("planted-password").await, 400);
-        let requests = srv
-            .get(&format!("UserSecurityRequest?user={user}"))
-            .await;
+        let requests = srv.get(&format!("UserSecurityRequest?user={user}")).await;
         assert_eq!(
             requests.body["entry"].as_array().map_or(0, Vec::len),
             2,

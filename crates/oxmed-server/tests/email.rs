@@ -405,7 +405,10 @@ async fn over_tls(backend: Backend) {
     starttls.wait_for(0, &email, "Welcome to oxmed").await;
     // The same server without the CA: its certificate is not trusted, nothing is sent.
     let untrusting = mail_server(backend, url, None).await.unwrap();
-    let other = format!("untrusted-{}@example.org", &oxmed_repo::meta::new_id()[24..]);
+    let other = format!(
+        "untrusted-{}@example.org",
+        &oxmed_repo::meta::new_id()[24..]
+    );
     assert!(!invite_sent(&untrusting, &other).await);
 
     let wrapped_port = free_port();
