@@ -63,7 +63,7 @@ pub use config::AuthConfig;
 pub use error::{AuthError, JwtError};
 pub use failure::AuthFailure;
 pub use grant::TokenRequest;
-pub use login::{LoginRequest, LoginResult};
+pub use login::{LoginRequest, LoginResult, VerifiedIdentity, VerifiedMethod};
 pub use service::Auth;
 pub use session::Caller;
 

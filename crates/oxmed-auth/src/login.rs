@@ -53,6 +53,39 @@ pub struct LoginResult {
 /// The one answer to a wrong email or password.
 pub const WRONG_CREDENTIALS: &str = "Email or password is invalid";
 
+/// How a person proved who they are when the proof happened before oxmed saw the login: an
+/// external identity provider's callback or an exchanged access token (spec §4.1: these are
+/// trusted, the caller verified them). Later federation methods (Google) join here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifiedMethod {
+    External,
+    Exchange,
+}
+
+impl VerifiedMethod {
+    fn as_str(self) -> &'static str {
+        match self {
+            VerifiedMethod::External => "external",
+            VerifiedMethod::Exchange => "exchange",
+        }
+    }
+}
+
+/// Who a verified login is for: an email, or an external id (the provider's subject, spec
+/// §7.5) that names a member of the client's project.
+#[derive(Debug, Clone, Default)]
+pub struct VerifiedIdentity {
+    pub email: Option<String>,
+    pub external_id: Option<String>,
+}
+
+/// What the client named in a login settles: the client, the project and the scope.
+struct LoginContext {
+    client: Option<ClientApplication>,
+    project_id: Option<String>,
+    scope: String,
+}
+
 impl Auth {
     pub async fn password_login(&self, req: &LoginRequest) -> Result<LoginResult> {
         let email = req.email.trim().to_lowercase();
@@ -64,6 +97,79 @@ impl Auth {
                 "Invalid password, must be at least 5 characters",
             ));
         }
+        let context = self.login_context(req).await?;
+
+        let user = self
+            .find_user(&email, context.project_id.as_deref())
+            .await?;
+        // An unknown email is checked against a hash of the same cost, so that it takes as long
+        // as a wrong password.
+        let hash = match user.as_ref().and_then(|(_, u)| u.password_hash.clone()) {
+            Some(h) => h,
+            None => self.dummy_hash().await?,
+        };
+        let password = req.password.clone();
+        let matches =
+            tokio::task::spawn_blocking(move || password::verify_password(&password, &hash))
+                .await
+                .map_err(|e| AuthFailure::Internal(e.to_string()))?;
+        // One answer for an unknown email and a wrong password (OWASP ASVS 2.2: no account
+        // enumeration); Medplum says "User not found" for the first.
+        let (user_id, _user) = match user {
+            Some(found) if matches => found,
+            _ => return Err(AuthFailure::invalid(WRONG_CREDENTIALS)),
+        };
+        self.start_login(req, context, &user_id, "password").await
+    }
+
+    /// A login whose person an identity provider or an exchanged token already proved (spec
+    /// §4.1 "external and exchange logins"): no password, and the user is found by email or,
+    /// with `useSubject`, by the external id of a member of the client's project (spec §7.5:
+    /// the membership's `externalId` first, then the legacy `User.externalId`). The federation
+    /// endpoints call this once they have verified the provider's answer.
+    pub async fn verified_login(
+        &self,
+        req: &LoginRequest,
+        method: VerifiedMethod,
+        identity: &VerifiedIdentity,
+    ) -> Result<LoginResult> {
+        let email = identity
+            .email
+            .as_deref()
+            .map(|e| e.trim().to_lowercase())
+            .filter(|e| !e.is_empty());
+        let external_id = identity.external_id.as_deref().filter(|x| !x.is_empty());
+        if email.is_none() && external_id.is_none() {
+            return Err(AuthFailure::invalid("Missing email or externalId"));
+        }
+        let context = self.login_context(req).await?;
+        let user_id = match external_id {
+            Some(external_id) => {
+                let Some(project) = context.project_id.as_deref().filter(|p| *p != "new") else {
+                    return Err(AuthFailure::invalid(
+                        "Project ID is required for external ID",
+                    ));
+                };
+                self.user_by_external_id(external_id, project).await?
+            }
+            None => self
+                .find_user(
+                    email.as_deref().unwrap_or_default(),
+                    context.project_id.as_deref(),
+                )
+                .await?
+                .map(|(id, _)| id),
+        };
+        let Some(user_id) = user_id else {
+            return Err(AuthFailure::invalid("User not found"));
+        };
+        self.start_login(req, context, &user_id, method.as_str())
+            .await
+    }
+
+    /// The checks every login method shares (spec §4.1 "Client checks"): the client exists,
+    /// fixes the project and accepts the origin, and the PKCE parameters are sound.
+    async fn login_context(&self, req: &LoginRequest) -> Result<LoginContext> {
         let scope = req
             .scope
             .clone()
@@ -92,33 +198,34 @@ impl Auth {
         }
         let pkce_optional = client.as_ref().is_some_and(|c| c.is_pkce_optional());
         check_challenge(req, pkce_optional)?;
+        Ok(LoginContext {
+            client,
+            project_id,
+            scope,
+        })
+    }
 
-        let user = self.find_user(&email, project_id.as_deref()).await?;
-        // An unknown email is checked against a hash of the same cost, so that it takes as long
-        // as a wrong password.
-        let hash = match user.as_ref().and_then(|(_, u)| u.password_hash.clone()) {
-            Some(h) => h,
-            None => self.dummy_hash().await?,
-        };
-        let password = req.password.clone();
-        let matches =
-            tokio::task::spawn_blocking(move || password::verify_password(&password, &hash))
-                .await
-                .map_err(|e| AuthFailure::Internal(e.to_string()))?;
-        // One answer for an unknown email and a wrong password (OWASP ASVS 2.2: no account
-        // enumeration); Medplum says "User not found" for the first.
-        let (user_id, _user) = match user {
-            Some(found) if matches => found,
-            _ => return Err(AuthFailure::invalid(WRONG_CREDENTIALS)),
-        };
-
+    /// Writes the Login of an authenticated user and takes it as far as it goes: straight to a
+    /// code when the user has one membership to choose, else to the choice.
+    async fn start_login(
+        &self,
+        req: &LoginRequest,
+        context: LoginContext,
+        user_id: &str,
+        auth_method: &str,
+    ) -> Result<LoginResult> {
+        let LoginContext {
+            client,
+            project_id,
+            scope,
+        } = context;
         let now = oxmed_repo::meta::instant(oxmed_repo::meta::now_micros());
         let mut login = Login {
             client: client.as_ref().map(ClientApplication::reference),
             project: project_id.as_deref().map(|p| Reference::to("Project", p)),
             profile_type: req.resource_type.clone(),
-            user: Reference::to("User", &user_id),
-            auth_method: "password".into(),
+            user: Reference::to("User", user_id),
+            auth_method: auth_method.into(),
             auth_time: now,
             scope: Some(scope),
             nonce: req.nonce.clone(),
@@ -302,6 +409,37 @@ impl Auth {
             Some((r, v)) => Ok(Some((r.id, User::from_value(v)?))),
             None => Ok(None),
         }
+    }
+
+    /// The user a project knows by `external_id` (spec §7.5): the membership's `externalId`
+    /// first, then a project-scoped User's legacy `externalId`. Matched exactly: an external
+    /// subject is an opaque identifier.
+    async fn user_by_external_id(
+        &self,
+        external_id: &str,
+        project: &str,
+    ) -> Result<Option<String>> {
+        let repo = self.repo();
+        let reference = format!("Project/{project}");
+        if let Some((_, v)) = repo
+            .system_find_one(
+                Scope::Project(project),
+                "ProjectMembership",
+                &[("external-id:exact", external_id), ("project", &reference)],
+            )
+            .await?
+        {
+            let membership = ProjectMembership::from_value(v)?;
+            return Ok(membership.user.id_of("User").map(str::to_owned));
+        }
+        Ok(repo
+            .system_find_one(
+                Scope::Project(project),
+                "User",
+                &[("external-id:exact", external_id), ("project", &reference)],
+            )
+            .await?
+            .map(|(r, _)| r.id))
     }
 
     /// The user's memberships, in the login's project if it has one, of the requested profile

@@ -165,7 +165,10 @@ create an oxmed account, you can ignore this email.\n\nThank you,\noxmed\n",
             .map_err(|e| AuthFailure::Internal(e.to_string()))??;
         user["passwordHash"] = json!(hash);
         user["emailVerified"] = json!(true);
-        self.redeem(request, stored_user, user).await
+        // Every other set-password link of the user dies with this one: an older invite or
+        // reset email must not reopen the account after its owner chose a password.
+        let others = self.other_password_links(&request).await?;
+        self.redeem(request, stored_user, user, others).await
     }
 
     /// `POST /auth/verifyemail {id, secret}`.
@@ -176,7 +179,7 @@ create an oxmed account, you can ignore this email.\n\nThank you,\noxmed\n",
         }
         let (stored_user, mut user) = self.request_user(&request).await?;
         user["emailVerified"] = json!(true);
-        self.redeem(request, stored_user, user).await
+        self.redeem(request, stored_user, user, Vec::new()).await
     }
 
     /// `POST /auth/resetpassword` (spec §6.3): always `Ok` whether or not the user exists, so
@@ -292,6 +295,46 @@ Thank you,\noxmed\n",
         })
     }
 
+    /// The user's other unused invite and reset requests, marked used (each over the version
+    /// read, so a concurrent redemption of one of them fails this one cleanly). The server
+    /// writes them in the user's partition, but an admin may have made one elsewhere over FHIR.
+    async fn other_password_links(
+        &self,
+        request: &OpenRequest,
+    ) -> Result<Vec<(String, WriteRequest)>> {
+        let user_ref = request.value["user"]["reference"]
+            .as_str()
+            .unwrap_or_default();
+        let this = request.value["id"].as_str().unwrap_or_default();
+        let found = self
+            .repo()
+            .system_search(
+                Scope::AllProjects,
+                "UserSecurityRequest",
+                &[("user", user_ref), ("_count", "1000")],
+            )
+            .await?;
+        let mut out = Vec::new();
+        for stored in found {
+            let mut value = parse_stored(&stored)?;
+            if stored.id == this || value["used"] == json!(true) || value["type"] == "verify-email"
+            {
+                continue;
+            }
+            value["used"] = json!(true);
+            out.push((
+                stored.project.clone(),
+                WriteRequest::Update {
+                    resource_type: "UserSecurityRequest".into(),
+                    id: stored.id.clone(),
+                    resource: value,
+                    if_match: Some(stored.version_id),
+                },
+            ));
+        }
+        Ok(out)
+    }
+
     /// The User a request is for, as stored (project, value).
     async fn request_user(&self, request: &OpenRequest) -> Result<(String, Value)> {
         let user_ref = request.value["user"]["reference"]
@@ -313,12 +356,19 @@ Thank you,\noxmed\n",
     /// Writes the user and marks the request used, in one transaction; the request's version
     /// must not have changed, so two uses of one link cannot both succeed. Then ends the
     /// user's sessions.
-    async fn redeem(&self, request: OpenRequest, user_project: String, user: Value) -> Result<()> {
+    async fn redeem(
+        &self,
+        request: OpenRequest,
+        user_project: String,
+        user: Value,
+        also_used: Vec<(String, WriteRequest)>,
+    ) -> Result<()> {
         let user_id = user["id"].as_str().unwrap_or_default().to_owned();
         let mut used = request.value;
         used["used"] = json!(true);
         let id = used["id"].as_str().unwrap_or_default().to_owned();
-        let writes = vec![
+        let mut writes = also_used;
+        writes.extend([
             (
                 request.project,
                 WriteRequest::Update {
@@ -337,7 +387,7 @@ Thank you,\noxmed\n",
                     resource: user,
                 },
             ),
-        ];
+        ]);
         match self.repo().system_transaction(writes).await {
             Ok(_) => {}
             Err(oxmed_repo::RepoError::PreconditionFailed(_)) => {

@@ -6,6 +6,7 @@ mod common;
 
 use common::tenant::{Member, Tenant, id};
 use common::{Resp, TestServer, fhir_post_as, sign_in};
+use oxmed_auth::{LoginRequest, VerifiedIdentity, VerifiedMethod};
 use serde_json::{Value, json};
 
 /// A request to `/admin/projects/...` with this bearer token.
@@ -386,6 +387,213 @@ e2e!(external_ids_are_unique_per_project, |srv| async move {
     let r = invite(&srv, &admin.token, &t.project, &body).await;
     assert_eq!(r.status, 200, "{}", r.text);
 });
+
+/// A login the way a federation endpoint makes it once an identity provider vouched for the
+/// person (spec §4.1, §7.5): through `Auth::verified_login`, with the client's PKCE.
+async fn verified_login(
+    srv: &TestServer,
+    client: Option<&str>,
+    project: Option<&str>,
+    email: Option<&str>,
+    external_id: Option<&str>,
+) -> Result<(String, String), String> {
+    let (verifier, challenge) = common::pkce_pair();
+    let req = LoginRequest {
+        client_id: client.map(str::to_owned),
+        project_id: project.map(str::to_owned),
+        scope: Some("openid".into()),
+        code_challenge: Some(challenge),
+        code_challenge_method: Some("S256".into()),
+        ..Default::default()
+    };
+    let identity = VerifiedIdentity {
+        email: email.map(str::to_owned),
+        external_id: external_id.map(str::to_owned),
+    };
+    match srv
+        .auth
+        .verified_login(&req, VerifiedMethod::External, &identity)
+        .await
+    {
+        Ok(result) => Ok((
+            result.body["code"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no code in {}", result.body))
+                .to_owned(),
+            verifier,
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The access token a code is exchanged for by `client` with its PKCE verifier.
+async fn redeem(srv: &TestServer, client: &str, (code, verifier): (String, String)) -> String {
+    let r = common::form(
+        srv,
+        "oauth2/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("client_id", client),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["access_token"].as_str().unwrap().to_owned()
+}
+
+e2e!(
+    verified_logins_find_members_by_external_id,
+    |srv| async move {
+        let t = Tenant::new(&srv).await;
+        let other = Tenant::new(&srv).await;
+        let admin = t.member(None, json!([]), true).await;
+        let other_admin = other.member(None, json!([]), true).await;
+        let (client, _) = t.client(None).await;
+        let (other_client, _) = other.client(None).await;
+        let subject = format!("idp-{}", &oxmed_repo::meta::new_id()[24..]);
+        let body = json!({"resourceType": "Patient", "firstName": "Sub", "lastName": "Ject",
+        "externalId": subject});
+        let r = invite(&srv, &admin.token, &t.project, &body).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let ours = r.body["profile"]["reference"].as_str().unwrap().to_owned();
+        let membership = r.body["id"].as_str().unwrap().to_owned();
+        // The same subject in another project is another person.
+        let r = invite(&srv, &other_admin.token, &other.project, &body).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let theirs = r.body["profile"]["reference"].as_str().unwrap().to_owned();
+        assert_ne!(ours, theirs);
+
+        // Through each project's client, the subject signs in as that project's member.
+        for (client, profile) in [(&client, &ours), (&other_client, &theirs)] {
+            let code = verified_login(&srv, Some(client), None, None, Some(&subject))
+                .await
+                .expect("external id login");
+            let token = redeem(&srv, client, code).await;
+            let me = common::me(&srv, &token).await;
+            assert_eq!(
+                format!("Patient/{}", me["profile"]["id"].as_str().unwrap()),
+                *profile,
+                "{me}"
+            );
+            let session = &me["security"]["sessions"][0];
+            assert_eq!(session["authMethod"], "external", "{me}");
+        }
+
+        // Denials: an unknown subject, a subject another project knows, a login with no project,
+        // a project other than the client's, and no identity at all.
+        let err = |r: Result<(String, String), String>| r.expect_err("must be refused");
+        assert_eq!(
+            err(verified_login(&srv, Some(&client), None, None, Some("nobody")).await),
+            "User not found"
+        );
+        let only_theirs = json!({"resourceType": "Patient", "firstName": "Else", "lastName": "Where",
+        "externalId": format!("{subject}-b")});
+        let r = invite(&srv, &other_admin.token, &other.project, &only_theirs).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let b = format!("{subject}-b");
+        assert_eq!(
+            err(verified_login(&srv, Some(&client), None, None, Some(&b)).await),
+            "User not found"
+        );
+        assert!(
+            verified_login(&srv, Some(&other_client), None, None, Some(&b))
+                .await
+                .is_ok()
+        );
+        assert_eq!(
+            err(verified_login(&srv, None, None, None, Some(&subject)).await),
+            "Project ID is required for external ID"
+        );
+        assert_eq!(
+            err(verified_login(
+                &srv,
+                Some(&client),
+                Some(&other.project),
+                None,
+                Some(&subject)
+            )
+            .await),
+            "Invalid projectId"
+        );
+        assert_eq!(
+            err(verified_login(&srv, Some(&client), None, None, None).await),
+            "Missing email or externalId"
+        );
+        // External ids match exactly: a prefix or another case is someone else.
+        assert_eq!(
+            err(verified_login(&srv, Some(&client), None, None, Some(&subject[..6])).await),
+            "User not found"
+        );
+        assert_eq!(
+            err(verified_login(
+                &srv,
+                Some(&client),
+                None,
+                None,
+                Some(&subject.to_uppercase())
+            )
+            .await),
+            "User not found"
+        );
+
+        // The legacy place for the id, a project-scoped User's `externalId`, is looked at second.
+        let legacy = format!("{subject}-legacy");
+        let user = t
+            .put(
+                json!({"resourceType": "User", "firstName": "Old", "lastName": "Style",
+            "project": t.reference(), "externalId": legacy}),
+            )
+            .await;
+        let patient = t
+            .put(json!({"resourceType": "Patient", "name": [{"family": "Style"}]}))
+            .await;
+        t.put(
+            json!({"resourceType": "ProjectMembership", "project": t.reference(),
+        "user": {"reference": format!("User/{}", id(&user))},
+        "profile": {"reference": format!("Patient/{}", id(&patient))}}),
+        )
+        .await;
+        let code = verified_login(&srv, Some(&client), None, None, Some(&legacy))
+            .await
+            .expect("legacy external id login");
+        let token = redeem(&srv, &client, code).await;
+        assert_eq!(
+            common::me(&srv, &token).await["profile"]["id"],
+            id(&patient)
+        );
+
+        // A verified email finds the user the way a password login does.
+        let email = unique_email("verified");
+        let r = invite(&srv, &admin.token, &t.project, &practitioner(&email)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let code = verified_login(&srv, Some(&client), None, Some(&email), None)
+            .await
+            .expect("email login");
+        let token = redeem(&srv, &client, code).await;
+        assert_eq!(
+            common::me(&srv, &token).await["profile"]["id"].as_str(),
+            r.body["profile"]["reference"]
+                .as_str()
+                .and_then(|p| p.strip_prefix("Practitioner/"))
+        );
+
+        // Once the membership is removed, the subject no longer signs in.
+        let r = delete_as(
+            &srv,
+            &admin.token,
+            &format!("{}/members/{membership}", t.project),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            err(verified_login(&srv, Some(&client), None, None, Some(&subject)).await),
+            "User not found"
+        );
+    }
+);
 
 e2e!(
     members_are_read_updated_and_removed_by_admins_only,
