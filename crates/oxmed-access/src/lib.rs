@@ -11,6 +11,7 @@
 //! - [`fields`]: dotted field paths on a resource's JSON.
 //! - [`partial`]: reading only the elements a decision needs.
 //! - [`ip_rule`]: IP access rules (prefixes, CIDR, IPv6).
+//! - [`smart_scope`]: SMART resource scopes and how they narrow a policy.
 //! - [`error`]: why a policy cannot be built ([`AccessError`]).
 
 pub mod control;
@@ -22,6 +23,7 @@ pub mod interaction;
 pub mod ip_rule;
 pub mod partial;
 pub mod policy;
+pub mod smart_scope;
 
 pub use control::AccessControl;
 pub use effective::{EffectivePolicy, MembershipAccess, PolicyGrant, ProjectAccess};

@@ -9,11 +9,12 @@ use serde_json::Value;
 
 use crate::claims::IdClaims;
 use crate::failure::{AuthFailure, Result};
-use crate::identity::{ClientApplication, Login};
+use crate::identity::{ClientApplication, Login, Reference};
 use crate::login::{LoginRequest, LoginResult};
 use crate::service::Auth;
 use crate::tokens::now_secs;
 use crate::{digest, pkce};
+use oxmed_access::smart_scope::{Grantee, context_error};
 use oxmed_repo::{SERVER_PROJECT, Scope, parse_stored};
 
 /// The parameters of an authorization request, from the query string (GET) or the form (POST).
@@ -233,6 +234,9 @@ impl Auth {
         if scope.trim().is_empty() {
             return refuse(&auth, "invalid_request", "Missing scope");
         }
+        if let Some(why) = context_error(&scope, Grantee::User) {
+            return refuse(&auth, "invalid_scope", &why);
+        }
         auth.scope = scope;
         if auth.request.response_type.as_deref() != Some("code") {
             return refuse(
@@ -270,15 +274,13 @@ impl Auth {
             (None, _) => {}
         }
         if let Some(launch) = &auth.request.launch {
-            let known = uuid::Uuid::parse_str(launch).is_ok()
-                && self
-                    .repo()
-                    .system_read("SmartAppLaunch", launch)
-                    .await
-                    .map_err(AuthFailure::from)?
-                    .is_some_and(|r| !r.deleted);
-            if !known {
-                return refuse(&auth, "invalid_request", "Invalid launch");
+            // Beyond Medplum: the launch must be of the client's project.
+            match self.check_launch(launch, auth.client.meta_project()).await {
+                Ok(()) => {}
+                Err(AuthFailure::NotFound) => {
+                    return refuse(&auth, "invalid_request", "Invalid launch");
+                }
+                Err(e) => return Err(AuthorizeError::Failure(e)),
             }
         }
         Ok(auth)
@@ -373,6 +375,11 @@ impl Auth {
             user_agent: old.user_agent.clone(),
             scope: Some(auth.scope.clone()),
             nonce: auth.request.nonce.clone(),
+            launch: auth
+                .request
+                .launch
+                .as_deref()
+                .map(|l| Reference::to("SmartAppLaunch", l)),
             code_challenge: auth.request.code_challenge.clone(),
             code_challenge_method: auth.request.code_challenge_method.clone(),
             granted: Some(false),
@@ -424,6 +431,7 @@ impl Auth {
             client_id: Some(auth.client.id().to_owned()),
             scope: Some(auth.scope.clone()),
             nonce: auth.request.nonce.clone(),
+            launch: auth.request.launch.clone(),
             code_challenge: auth.request.code_challenge.clone(),
             code_challenge_method: auth.request.code_challenge_method.clone(),
             ..Default::default()

@@ -176,3 +176,17 @@ impl Auth {
         }
     }
 }
+
+impl Auth {
+    /// Whether browser code served from `origin` may read the answers given to `client_id`
+    /// (CORS): the client is usable and lists the origin in `allowedOrigin`.
+    pub async fn client_allows_origin(&self, client_id: &str, origin: &str) -> bool {
+        if let Ok(Some(entry)) = self.client_caller(client_id).await {
+            return entry.0.allowed_origin.iter().any(|o| o == origin);
+        }
+        matches!(
+            self.usable_client(client_id).await,
+            Ok(Some(client)) if client.allowed_origin.iter().any(|o| o == origin)
+        )
+    }
+}

@@ -15,6 +15,7 @@ use crate::service::Auth;
 use crate::session::{decode_basic, strip_scheme};
 use crate::tokens::{Grant, now_secs};
 use crate::{digest, pkce, scope};
+use oxmed_access::smart_scope::{Grantee, context_error};
 use oxmed_repo::{SERVER_PROJECT, parse_stored};
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -117,6 +118,13 @@ impl Auth {
         .await
         .map_err(AuthFailure::into_oauth)?;
         let scope = req.field("scope").unwrap_or("openid").to_owned();
+        if let Some(why) = context_error(&scope, Grantee::Client) {
+            return Err(AuthFailure::OAuth {
+                status: 400,
+                error: "invalid_scope",
+                description: why,
+            });
+        }
         // Never stored (spec §0): the token names the client, which `authenticate` resolves.
         let login_id = oxmed_repo::meta::new_id();
         self.token_response(&Grant {
@@ -130,6 +138,7 @@ impl Auth {
             nonce: None,
             auth_time: now_secs(),
             refresh_secret: None,
+            context: None,
         })
     }
 
@@ -354,6 +363,7 @@ impl Auth {
         refresh_secret: Option<&str>,
     ) -> Result<Value> {
         let user = self.user_of(&login.user).await?;
+        let context = self.launch_context(login, s.membership).await?;
         self.token_response(&Grant {
             login_id,
             user: &login.user,
@@ -365,6 +375,7 @@ impl Auth {
             nonce: login.nonce.as_deref(),
             auth_time: auth_time_secs(login),
             refresh_secret,
+            context: Some(&context),
         })
     }
 

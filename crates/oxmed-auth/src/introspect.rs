@@ -33,7 +33,11 @@ impl Auth {
             "scope": claims.scope,
             "token_type": "Bearer",
         });
-        if let Some(patient) = caller.profile().id_of("Patient") {
+        if let Some(patient) = caller
+            .patient
+            .as_deref()
+            .and_then(|p| p.strip_prefix("Patient/"))
+        {
             body["patient"] = json!(patient);
         }
         Ok(body)

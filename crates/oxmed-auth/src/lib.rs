@@ -40,6 +40,7 @@ pub mod invite;
 pub mod jwt;
 pub mod keys;
 pub mod keystore;
+pub mod launch;
 pub mod login;
 pub mod me;
 pub mod mfa;

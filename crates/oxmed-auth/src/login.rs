@@ -5,6 +5,8 @@
 
 use serde_json::{Value, json};
 
+use oxmed_access::smart_scope::{Grantee, context_error};
+
 use crate::failure::{AuthFailure, Result};
 use crate::identity::{ClientApplication, Login, ProjectMembership, Reference, User};
 use crate::records;
@@ -24,6 +26,8 @@ pub struct LoginRequest {
     pub resource_type: Option<String>,
     pub scope: Option<String>,
     pub nonce: Option<String>,
+    /// A SmartAppLaunch id (EHR launch, or a standalone launch's chosen patient).
+    pub launch: Option<String>,
     pub code_challenge: Option<String>,
     pub code_challenge_method: Option<String>,
     pub remember: bool,
@@ -175,6 +179,9 @@ impl Auth {
             .clone()
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| "openid".into());
+        if let Some(why) = context_error(&scope, Grantee::User) {
+            return Err(AuthFailure::Invalid(why));
+        }
 
         let client = match &req.client_id {
             Some(id) => Some(self.login_client(id).await?),
@@ -198,6 +205,9 @@ impl Auth {
         }
         let pkce_optional = client.as_ref().is_some_and(|c| c.is_pkce_optional());
         check_challenge(req, pkce_optional)?;
+        if let Some(launch) = req.launch.as_deref().filter(|l| !l.is_empty()) {
+            self.check_launch(launch, project_id.as_deref()).await?;
+        }
         Ok(LoginContext {
             client,
             project_id,
@@ -229,6 +239,11 @@ impl Auth {
             auth_time: now,
             scope: Some(scope),
             nonce: req.nonce.clone(),
+            launch: req
+                .launch
+                .as_deref()
+                .filter(|l| !l.is_empty())
+                .map(|l| Reference::to("SmartAppLaunch", l)),
             code_challenge: req.code_challenge.clone(),
             code_challenge_method: req.code_challenge_method.clone(),
             remote_address: req.remote_address.clone(),

@@ -69,65 +69,7 @@ pub fn contains_email(scope: &str) -> bool {
     scope.contains("email")
 }
 
-/// A SMART resource scope (`patient/Observation.rs?category=laboratory`), v1 (`.read`,
-/// `.write`, `.*`) read as the v2 letters they stand for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmartScope<'a> {
-    /// `patient`, `user` or `system`.
-    pub context: &'a str,
-    /// A resource type or `*`.
-    pub resource_type: &'a str,
-    /// A subset of `cruds`, in that order.
-    pub letters: String,
-    pub query: Option<&'a str>,
-}
-
-impl<'a> SmartScope<'a> {
-    /// `None` for a word that is not a SMART resource scope (`openid`, `launch/patient`, ...).
-    pub fn parse(word: &'a str) -> Option<SmartScope<'a>> {
-        let (context, rest) = word.split_once('/')?;
-        if !matches!(context, "patient" | "user" | "system") {
-            return None;
-        }
-        let (base, query) = match rest.split_once('?') {
-            Some((b, q)) => (b, Some(q)),
-            None => (rest, None),
-        };
-        let (resource_type, access) = base.rsplit_once('.')?;
-        if resource_type.is_empty()
-            || !(resource_type == "*" || resource_type.chars().all(|c| c.is_ascii_alphanumeric()))
-        {
-            return None;
-        }
-        let letters = match access {
-            "read" => "rs".to_owned(),
-            "write" => "cud".to_owned(),
-            "*" => "cruds".to_owned(),
-            v2 => {
-                // v2 letters are in `cruds` order, each at most once.
-                let mut order = "cruds".chars();
-                if v2.is_empty() || !v2.chars().all(|c| order.any(|o| o == c)) {
-                    return None;
-                }
-                v2.to_owned()
-            }
-        };
-        Some(SmartScope {
-            context,
-            resource_type,
-            letters,
-            query,
-        })
-    }
-
-    /// Whether this scope asks for nothing `granted` does not give (spec §4.4 `/auth/scope`).
-    pub fn within(&self, granted: &SmartScope<'_>) -> bool {
-        self.context == granted.context
-            && self.resource_type == granted.resource_type
-            && self.letters.chars().all(|c| granted.letters.contains(c))
-            && (granted.query.is_none() || granted.query == self.query)
-    }
-}
+pub use oxmed_access::smart_scope::SmartScope;
 
 /// Whether every SMART resource scope in `requested` is within one in `granted`; other words
 /// (`openid`, `offline_access`, ...) are not checked, as in Medplum.
@@ -145,40 +87,6 @@ pub fn narrows(requested: &str, granted: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn smart_scopes_parse_v1_and_v2() {
-        let s = SmartScope::parse("patient/Observation.read").unwrap();
-        assert_eq!(
-            (s.context, s.resource_type, s.letters.as_str()),
-            ("patient", "Observation", "rs")
-        );
-        let s = SmartScope::parse("user/*.cruds?x=1").unwrap();
-        assert_eq!(
-            (s.resource_type, s.letters.as_str(), s.query),
-            ("*", "cruds", Some("x=1"))
-        );
-        assert_eq!(
-            SmartScope::parse("system/Patient.*").unwrap().letters,
-            "cruds"
-        );
-        assert_eq!(
-            SmartScope::parse("user/Patient.write").unwrap().letters,
-            "cud"
-        );
-        for bad in [
-            "openid",
-            "launch/patient",
-            "other/Patient.rs",
-            "user/Patient.sr",
-            "user/Patient.rr",
-            "user/.rs",
-            "user/Patient.x",
-            "user/Pa-tient.rs",
-        ] {
-            assert_eq!(SmartScope::parse(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn narrowing_keeps_within_the_granted_scopes() {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use oxmed_access::AccessControl;
+use oxmed_access::smart_scope::{Grantee, ScopeGrant, restrict, smart_scopes};
 use oxmed_repo::{Change, ProjectView, RequestContext, Scope, parse_stored};
 
 use crate::claims::AccessClaims;
@@ -42,6 +43,8 @@ pub struct Caller {
     /// The projects the caller reads beyond its own (linked projects; every project for a
     /// super admin).
     pub view: ProjectView,
+    /// The patient the session is about (SMART launch context), `Patient/<id>`.
+    pub patient: Option<String>,
 }
 
 /// A resolved On-Behalf-Of target, shared by the requests that name it.
@@ -323,6 +326,16 @@ impl Auth {
                     return Ok(Session::Invalid);
                 };
                 let access = self.session_access(&membership, &project).await?;
+                let context = self.launch_context(&login, &membership).await?;
+                let scope = login.scope.clone().unwrap_or_default();
+                let access = scoped(
+                    access,
+                    &ScopeGrant {
+                        scope: &scope,
+                        grantee: Grantee::User,
+                        patient: context.patient.as_deref(),
+                    },
+                );
                 let view = self.project_view(&project).await?;
                 Ok(Session::Active(Arc::new(Caller {
                     login_id: claims.login_id.clone(),
@@ -335,6 +348,7 @@ impl Auth {
                     access,
                     on_behalf_of: None,
                     view,
+                    patient: context.patient,
                 })))
             }
             Ok(None) => {
@@ -347,6 +361,14 @@ impl Auth {
                                 let mut caller = found.1.clone();
                                 caller.login_id = claims.login_id.clone();
                                 caller.scope = claims.scope.clone();
+                                caller.access = scoped(
+                                    caller.access,
+                                    &ScopeGrant {
+                                        scope: &claims.scope,
+                                        grantee: Grantee::Client,
+                                        patient: None,
+                                    },
+                                );
                                 Ok(Session::Active(Arc::new(caller)))
                             }
                             None => Ok(Session::Invalid),
@@ -465,6 +487,7 @@ impl Auth {
             access,
             on_behalf_of: None,
             view,
+            patient: None,
         };
         Ok(Some(Arc::new((client, caller))))
     }
@@ -559,11 +582,30 @@ impl Auth {
     }
 }
 
+/// A session's policy narrowed by its SMART scopes (`smart_scope::restrict`); the same policy
+/// when the scope has none.
+fn scoped(access: Arc<AccessControl>, grant: &ScopeGrant<'_>) -> Arc<AccessControl> {
+    if smart_scopes(grant.scope).is_empty() {
+        return access;
+    }
+    let policy = restrict(access.policy().clone(), grant);
+    Arc::new(AccessControl::new(
+        policy,
+        access.is_super_admin(),
+        access.is_project_admin(),
+    ))
+}
+
 /// The credentials after `Scheme ` (scheme matched case-insensitively, RFC 9110 §11.1).
 pub(crate) fn strip_scheme<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
     let (s, rest) = header.split_once(' ')?;
     let rest = rest.trim();
     (s.eq_ignore_ascii_case(scheme) && !rest.is_empty()).then_some(rest)
+}
+
+/// The credentials of an `Authorization: Basic ...` header.
+pub fn strip_basic(header: &str) -> Option<&str> {
+    strip_scheme(header, "Basic")
 }
 
 /// `base64(id:secret)` → (id, secret).

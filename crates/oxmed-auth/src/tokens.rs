@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::claims::{AccessClaims, IdClaims, RefreshClaims};
 use crate::failure::{AuthFailure, Result};
 use crate::identity::{ClientApplication, Project, ProjectMembership, Reference};
+use crate::launch::LaunchContext;
 use crate::service::Auth;
 use crate::{duration, scope};
 
@@ -31,6 +32,8 @@ pub struct Grant<'a> {
     pub auth_time: i64,
     /// The new refresh secret, when the Login may refresh.
     pub refresh_secret: Option<&'a str>,
+    /// The patient and encounter of a user's Login (none for a client's own token).
+    pub context: Option<&'a LaunchContext>,
 }
 
 pub fn now_secs() -> i64 {
@@ -140,9 +143,18 @@ impl Auth {
         if let Some(t) = refresh_token {
             body["refresh_token"] = json!(t);
         }
-        if let Some(patient) = g.membership.profile.id_of("Patient") {
-            body["patient"] = json!(patient);
-            body["need_patient_banner"] = json!(true);
+        if let Some(context) = g.context {
+            if let Some(patient) = context.patient_id() {
+                body["patient"] = json!(patient);
+                body["need_patient_banner"] = json!(true);
+            }
+            if let Some(encounter) = context.encounter_id() {
+                body["encounter"] = json!(encounter);
+            }
+            // SMART 2.2: the launch's resources beyond the patient, as references.
+            if let Some(encounter) = &context.encounter {
+                body["fhirContext"] = json!([{"reference": encounter}]);
+            }
         }
         Ok(body)
     }

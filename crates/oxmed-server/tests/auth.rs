@@ -22,30 +22,13 @@ async fn admin_client(srv: &TestServer) -> (String, String) {
 
 /// `/auth/login` + the code grant, returning the whole token response.
 async fn password_tokens(srv: &TestServer, scope: &str) -> Value {
-    let (verifier, challenge) = pkce_pair();
-    let login = json_post(
+    common::login_tokens(
         srv,
-        "auth/login",
-        &json!({"email": oxmed_server::config::TEST_ADMIN_EMAIL,
-            "password": oxmed_server::config::TEST_ADMIN_PASSWORD, "scope": scope,
-            "codeChallenge": challenge, "codeChallengeMethod": "S256"}),
+        json!({"email": oxmed_server::config::TEST_ADMIN_EMAIL,
+            "password": oxmed_server::config::TEST_ADMIN_PASSWORD, "scope": scope}),
     )
-    .await;
-    assert_eq!(login.status, 200, "{}", login.text);
-    let code = login.body["code"].as_str().expect("code").to_owned();
-    let r = form(
-        srv,
-        "oauth2/token",
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", &verifier),
-        ],
-        None,
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body
+    .await
+    .unwrap_or_else(|r| panic!("sign-in: {}", r.text))
 }
 
 e2e!(discovery_and_jwks, |srv| async move {

@@ -92,6 +92,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/.well-known/jwks.json", get(well_known::jwks))
         .route(
+            "/.well-known/smart-configuration",
+            get(well_known::smart_configuration),
+        )
+        .route(
             "/.well-known/oauth-protected-resource",
             get(well_known::protected_resource),
         )
@@ -111,6 +115,10 @@ pub fn router(state: AppState) -> Router {
         .nest("/api", auth_routes(&state))
         .nest("/fhir/R4", fhir::router(&state))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::middleware::cors_layer,
+        ))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 // The path only: query strings can hold search values, which are health data.

@@ -47,6 +47,83 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Response {
     }))
 }
 
+/// `/.well-known/smart-configuration` (SMART App Launch 2.2 §Conformance), also under the FHIR
+/// base: only what the server does. Medplum also claims `authorize-post` without a form post
+/// and `online_access`, which it does not implement.
+pub async fn smart_configuration(State(state): State<AppState>) -> Response {
+    let c = state.auth.config();
+    json(&json!({
+        "issuer": c.issuer(),
+        "jwks_uri": c.url(".well-known/jwks.json"),
+        "authorization_endpoint": c.url("oauth2/authorize"),
+        "token_endpoint": c.token_url(),
+        "introspection_endpoint": c.url("oauth2/introspect"),
+        "revocation_endpoint": c.url("oauth2/revoke"),
+        "userinfo_endpoint": c.url("oauth2/userinfo"),
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "RS512", "ES256", "ES384"],
+        "scopes_supported": SMART_SCOPES,
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "capabilities": SMART_CAPABILITIES,
+    }))
+}
+
+/// What `scopes_supported` says: the context scopes, and the resource scope forms in their
+/// widest shape (any type, any letters, granular queries).
+const SMART_SCOPES: &[&str] = &[
+    "openid",
+    "fhirUser",
+    "profile",
+    "email",
+    "launch",
+    "launch/patient",
+    "offline_access",
+    "patient/*.cruds",
+    "user/*.cruds",
+    "system/*.cruds",
+];
+
+/// SMART capabilities, each backed by a test in `tests/smart.rs` or `tests/authorize.rs`.
+const SMART_CAPABILITIES: &[&str] = &[
+    "launch-ehr",
+    "launch-standalone",
+    "authorize-post",
+    "client-public",
+    "client-confidential-symmetric",
+    "client-confidential-asymmetric",
+    "sso-openid-connect",
+    "context-banner",
+    "context-style",
+    "context-ehr-patient",
+    "context-ehr-encounter",
+    "context-standalone-patient",
+    "permission-offline",
+    "permission-patient",
+    "permission-user",
+    "permission-v1",
+    "permission-v2",
+];
+
+/// `smart-styles.json`, named by `smart_style_url` in token responses (spec §3.4: a fixed
+/// style).
+pub async fn smart_styles() -> Response {
+    json(&json!({
+        "color_background": "#edeae3",
+        "color_error": "#9e2d2d",
+        "color_highlight": "#69b5ce",
+        "color_modal_backdrop": "",
+        "color_success": "#498e49",
+        "color_text": "#303030",
+        "dim_border_radius": "6px",
+        "dim_font_size": "13px",
+        "dim_spacing_size": "20px",
+        "font_family_body": "Georgia, Times, 'Times New Roman', serif",
+        "font_family_heading": "'HelveticaNeue-Light', Helvetica, Arial, 'Lucida Grande', sans-serif",
+    }))
+}
+
 pub async fn jwks(State(state): State<AppState>) -> Response {
     json(&state.auth.jwks())
 }

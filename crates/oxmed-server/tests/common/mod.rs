@@ -399,6 +399,31 @@ pub async fn sign_in(client: &reqwest::Client, base: &str, email: &str, password
         .to_owned()
 }
 
+/// `/auth/login` with this body (PKCE S256 added) and then the code grant: the token
+/// response, or the answer of `/auth/login` when it gave no code.
+pub async fn login_tokens(srv: &TestServer, mut body: Value) -> Result<Value, Resp> {
+    let (verifier, challenge) = pkce_pair();
+    body["codeChallenge"] = serde_json::json!(challenge);
+    body["codeChallengeMethod"] = serde_json::json!("S256");
+    let login = json_post(srv, "auth/login", &body).await;
+    let Some(code) = login.body["code"].as_str() else {
+        return Err(login);
+    };
+    let r = form(
+        srv,
+        "oauth2/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("code_verifier", &verifier),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    Ok(r.body)
+}
+
 /// A client that sends `Authorization: Bearer <token>` with every request.
 pub fn bearer_client(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();

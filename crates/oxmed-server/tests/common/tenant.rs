@@ -130,7 +130,18 @@ pub async fn token_response(srv: &TestServer, client_id: &str, secret: &str) -> 
     .await
 }
 
-impl Member<'_> {
+impl<'a> Member<'a> {
+    /// A caller holding this access token (of a user's sign-in, or a client's grant).
+    pub fn with_token(srv: &'a TestServer, token: &str) -> Member<'a> {
+        Member {
+            srv,
+            token: token.to_owned(),
+            client_id: String::new(),
+            secret: String::new(),
+            membership: String::new(),
+        }
+    }
+
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Resp {
         self.call_with(method, path, body, &[]).await
     }

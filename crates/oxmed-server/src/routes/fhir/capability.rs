@@ -14,18 +14,55 @@ use crate::error::ApiError;
 use crate::fhir_json::{Format, json_response};
 use crate::query;
 
-static STATEMENT: OnceLock<Value> = OnceLock::new();
+/// The per-type part (the bulk), built once; the server's own URLs go around it per request,
+/// since one process may serve under several bases (the test harness does).
+static RESOURCES: OnceLock<Value> = OnceLock::new();
 
 pub async fn metadata(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let fmt = Format::from_params(&query::parse(raw.as_deref()))?;
-    let statement = STATEMENT.get_or_init(|| build(&state.config.fhir_base()));
-    Ok(json_response(StatusCode::OK, statement, &fmt))
+    let auth = state.auth.config();
+    let oauth = OAuthUris {
+        authorize: auth.url("oauth2/authorize"),
+        token: auth.token_url(),
+        introspect: auth.url("oauth2/introspect"),
+        revoke: auth.url("oauth2/revoke"),
+    };
+    let statement = build(&state.config.fhir_base(), &oauth);
+    Ok(json_response(StatusCode::OK, &statement, &fmt))
 }
 
-fn build(base: &str) -> Value {
+/// The OAuth endpoints `rest.security` names (SMART App Launch 2.2 §Conformance: the
+/// `oauth-uris` extension).
+struct OAuthUris {
+    authorize: String,
+    token: String,
+    introspect: String,
+    revoke: String,
+}
+
+fn security(oauth: &OAuthUris) -> Value {
+    json!({
+        "cors": true,
+        "service": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+            "code": "SMART-on-FHIR"}],
+            "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)"}],
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [
+                {"url": "authorize", "valueUri": oauth.authorize},
+                {"url": "token", "valueUri": oauth.token},
+                {"url": "introspect", "valueUri": oauth.introspect},
+                {"url": "revoke", "valueUri": oauth.revoke},
+            ]
+        }],
+    })
+}
+
+fn resources() -> Value {
     let interactions = json!([
         { "code": "read" }, { "code": "vread" }, { "code": "update" }, { "code": "patch" },
         { "code": "delete" }, { "code": "history-instance" }, { "code": "history-type" },
@@ -66,6 +103,11 @@ fn build(base: &str) -> Value {
             })
         })
         .collect();
+    Value::Array(resources)
+}
+
+fn build(base: &str, oauth: &OAuthUris) -> Value {
+    let resources = RESOURCES.get_or_init(resources).clone();
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -78,6 +120,7 @@ fn build(base: &str) -> Value {
         "patchFormat": ["application/json-patch+json"],
         "rest": [{
             "mode": "server",
+            "security": security(oauth),
             "resource": resources,
             "interaction": [
                 { "code": "transaction" }, { "code": "batch" }, { "code": "history-system" }

@@ -19,7 +19,16 @@ use crate::AppState;
 use crate::error::outcome_response;
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    let open = Router::new().route("/metadata", get(capability::metadata));
+    let open = Router::new()
+        .route("/metadata", get(capability::metadata))
+        .route(
+            "/.well-known/smart-configuration",
+            get(super::well_known::smart_configuration),
+        )
+        .route(
+            "/.well-known/smart-styles.json",
+            get(super::well_known::smart_styles),
+        );
     let authenticated = Router::new()
         .route("/", get(search::system).post(interaction::bundle))
         .route("/_history", get(history::system))
