@@ -110,9 +110,20 @@ pub enum Grantee {
     Client,
 }
 
-/// Why a requested scope cannot be granted to `grantee` (SMART 2.2: `system/` scopes belong to
-/// backend services, `patient/` and `user/` scopes to a user's authorization), or `None`.
-pub fn context_error(scope: &str, grantee: Grantee) -> Option<String> {
+/// Why a requested scope cannot be granted to `grantee`, or `None`: a word shaped like a
+/// resource scope that does not parse (RFC 6749 `invalid_scope`; Medplum ignores it, which
+/// leaves a scope without resource scopes: the member's whole access), or a prefix of the
+/// other grantee (SMART 2.2: `system/` scopes belong to backend services, `patient/` and
+/// `user/` scopes to a user's authorization).
+pub fn scope_error(scope: &str, grantee: Grantee) -> Option<String> {
+    for word in scope.split_whitespace() {
+        let prefixed = word
+            .split_once('/')
+            .is_some_and(|(c, _)| matches!(c, "patient" | "user" | "system"));
+        if prefixed && SmartScope::parse(word).is_none() {
+            return Some(format!("Invalid scope: {word}"));
+        }
+    }
     for s in smart_scopes(scope) {
         let fits = match grantee {
             Grantee::User => s.context != "system",
@@ -457,11 +468,35 @@ mod tests {
     }
 
     #[test]
+    fn malformed_resource_scopes_are_refused() {
+        for bad in [
+            "user/Patient.sdurc",
+            "patient/*.c*",
+            "system/Observation",
+            "user/.rs",
+        ] {
+            assert_eq!(
+                scope_error(&format!("openid {bad}"), Grantee::User)
+                    .or_else(|| scope_error(bad, Grantee::Client)),
+                Some(format!("Invalid scope: {bad}")),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            scope_error(
+                "openid launch/patient fhirUser offline_access",
+                Grantee::User
+            ),
+            None
+        );
+    }
+
+    #[test]
     fn contexts_belong_to_their_grantee() {
-        assert!(context_error("openid patient/*.rs user/Patient.r", Grantee::User).is_none());
-        assert!(context_error("system/*.rs", Grantee::User).is_some());
-        assert!(context_error("system/Patient.rs openid", Grantee::Client).is_none());
-        assert!(context_error("system/Patient.rs user/Patient.rs", Grantee::Client).is_some());
+        assert!(scope_error("openid patient/*.rs user/Patient.r", Grantee::User).is_none());
+        assert!(scope_error("system/*.rs", Grantee::User).is_some());
+        assert!(scope_error("system/Patient.rs openid", Grantee::Client).is_none());
+        assert!(scope_error("system/Patient.rs user/Patient.rs", Grantee::Client).is_some());
         // And if a token carries them anyway, they grant nothing.
         let p = policy(vec![entry("*", None)]);
         assert!(

@@ -14,7 +14,7 @@ use crate::login::{LoginRequest, LoginResult};
 use crate::service::Auth;
 use crate::tokens::now_secs;
 use crate::{digest, pkce};
-use oxmed_access::smart_scope::{Grantee, context_error};
+use oxmed_access::smart_scope::{Grantee, scope_error};
 use oxmed_repo::{SERVER_PROJECT, Scope, parse_stored};
 
 /// The parameters of an authorization request, from the query string (GET) or the form (POST).
@@ -234,7 +234,7 @@ impl Auth {
         if scope.trim().is_empty() {
             return refuse(&auth, "invalid_request", "Missing scope");
         }
-        if let Some(why) = context_error(&scope, Grantee::User) {
+        if let Some(why) = scope_error(&scope, Grantee::User) {
             return refuse(&auth, "invalid_scope", &why);
         }
         auth.scope = scope;
@@ -488,6 +488,8 @@ pub enum NextStep<'a> {
         uri: &'a str,
         qr_code: &'a str,
     },
+    /// A standalone launch's patient to pick (`launch/patient`).
+    ChoosePatient,
     /// A login that needs a project first (`Project/new`): not a browser flow here.
     Other,
 }
@@ -513,6 +515,9 @@ impl LoginResult {
         }
         if let Some(list) = b["memberships"].as_array() {
             return NextStep::ChooseProfile(list);
+        }
+        if b["patientRequired"] == Value::Bool(true) {
+            return NextStep::ChoosePatient;
         }
         NextStep::Other
     }

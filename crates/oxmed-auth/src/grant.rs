@@ -15,7 +15,7 @@ use crate::service::Auth;
 use crate::session::{decode_basic, strip_scheme};
 use crate::tokens::{Grant, now_secs};
 use crate::{digest, pkce, scope};
-use oxmed_access::smart_scope::{Grantee, context_error};
+use oxmed_access::smart_scope::{Grantee, scope_error};
 use oxmed_repo::{SERVER_PROJECT, parse_stored};
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -118,7 +118,7 @@ impl Auth {
         .await
         .map_err(AuthFailure::into_oauth)?;
         let scope = req.field("scope").unwrap_or("openid").to_owned();
-        if let Some(why) = context_error(&scope, Grantee::Client) {
+        if let Some(why) = scope_error(&scope, Grantee::Client) {
             return Err(AuthFailure::OAuth {
                 status: 400,
                 error: "invalid_scope",

@@ -3,11 +3,12 @@
 //! launch, or the patient a user picked in a standalone launch) or else from the user's own
 //! Patient profile.
 
-use oxmed_repo::parse_stored;
+use oxmed_repo::{RepoError, RequestContext, SearchOptions, parse_stored};
 use serde_json::Value;
 
 use crate::failure::{AuthFailure, Result};
-use crate::identity::{Login, ProjectMembership};
+use crate::identity::{Login, ProjectMembership, Reference};
+use crate::login::LoginResult;
 use crate::service::Auth;
 
 /// What a session is about.
@@ -95,5 +96,155 @@ impl Auth {
             encounter: None,
             launched: false,
         })
+    }
+}
+
+/// Most patients the standalone picker lists at once.
+const PICKER_PAGE: usize = 20;
+
+/// Whether a Login still needs the patient of a standalone launch: it asks for `launch/patient`
+/// and has no launch (SMART 2.2: the authorization server asks the user to pick one).
+pub fn wants_patient(login: &Login) -> bool {
+    login.launch.is_none()
+        && login
+            .scope
+            .as_deref()
+            .is_some_and(|s| s.split_whitespace().any(|w| w == "launch/patient"))
+}
+
+/// A patient as the picker shows it: id and a readable name.
+fn listed(patient: &Value) -> Value {
+    let id = patient["id"].as_str().unwrap_or_default();
+    let name = patient["name"]
+        .as_array()
+        .and_then(|names| names.first())
+        .map(|n| {
+            let mut parts: Vec<&str> = n["given"]
+                .as_array()
+                .map(|g| g.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if let Some(f) = n["family"].as_str() {
+                parts.push(f);
+            }
+            if parts.is_empty() {
+                n["text"].as_str().unwrap_or_default().to_owned()
+            } else {
+                parts.join(" ")
+            }
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("Patient/{id}"));
+    serde_json::json!({"id": id, "name": name, "birthDate": patient.get("birthDate")})
+}
+
+impl Auth {
+    /// The FHIR request context of a Login's member: what their own requests may see (their
+    /// policy, not narrowed by the app's scopes: the picker asks whom the app may be about).
+    async fn member_context(&self, login: &Login) -> Result<RequestContext> {
+        let Some(membership_id) = login.membership_id() else {
+            return Err(AuthFailure::invalid("Login profile not set"));
+        };
+        let Some((membership, project)) = self.membership_and_project(membership_id).await? else {
+            return Err(AuthFailure::invalid("Profile not found"));
+        };
+        let access = match self.access_control(&membership, &project).await? {
+            Ok(a) => a,
+            Err(e) => return Err(AuthFailure::invalid(e.to_string())),
+        };
+        Ok(RequestContext {
+            project: project.id().to_owned(),
+            author: membership.profile.reference.clone(),
+            access: Some(access),
+            on_behalf_of: None,
+            extended: false,
+            view: self.project_view(&project).await?,
+            check_references: false,
+        })
+    }
+
+    /// Whether a Login at its code must first pick the patient of a standalone launch: it asks
+    /// for one and its member is not a Patient (whose own record is the context).
+    pub(crate) async fn needs_patient_choice(&self, login: &Login) -> Result<bool> {
+        if !wants_patient(login) {
+            return Ok(false);
+        }
+        let Some(membership_id) = login.membership_id() else {
+            return Ok(false);
+        };
+        Ok(match self.membership_and_project(membership_id).await? {
+            Some((m, _)) => m.profile.id_of("Patient").is_none(),
+            None => false,
+        })
+    }
+
+    /// The patients a Login's member may see, for the standalone launch picker: the first
+    /// [`PICKER_PAGE`], those whose name starts with `name` when given.
+    pub async fn launch_patients(&self, login_id: &str, name: Option<&str>) -> Result<Vec<Value>> {
+        let (login, _) = self.login_for_update(login_id).await?;
+        if login.is_revoked() || login.is_granted() {
+            return Err(AuthFailure::invalid("Login granted"));
+        }
+        let ctx = self.member_context(&login).await?;
+        let mut params = vec![("_count".to_owned(), PICKER_PAGE.to_string())];
+        if let Some(n) = name.map(str::trim).filter(|n| !n.is_empty()) {
+            params.push(("name".to_owned(), n.to_owned()));
+        }
+        let options = SearchOptions {
+            base_url: self.config().url("fhir/R4/"),
+            lenient: false,
+            max_count: PICKER_PAGE,
+        };
+        let (_, found) = match self
+            .repo()
+            .search(&ctx, Some("Patient"), &params, None, &options)
+            .await
+        {
+            Ok(found) => found,
+            // A member who may not search patients has none to pick.
+            Err(RepoError::Forbidden) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::with_capacity(found.matches.len());
+        for r in &found.matches {
+            out.push(listed(&parse_stored(r)?));
+        }
+        Ok(out)
+    }
+
+    /// The standalone launch's choice (`launch/patient`): a patient the member may read
+    /// becomes the Login's launch context (a SmartAppLaunch of the member's project), and the
+    /// login goes on to its code.
+    pub async fn choose_patient(&self, login_id: &str, patient_id: &str) -> Result<LoginResult> {
+        let (mut login, version) = self.login_for_update(login_id).await?;
+        if login.is_revoked() {
+            return Err(AuthFailure::invalid("Login revoked"));
+        }
+        if login.is_granted() {
+            return Err(AuthFailure::invalid("Login granted"));
+        }
+        if login.launch.is_some() {
+            return Err(AuthFailure::invalid("Patient already chosen"));
+        }
+        let ctx = self.member_context(&login).await?;
+        match self.repo().read(&ctx, "Patient", patient_id).await {
+            Ok(_) => {}
+            Err(
+                RepoError::NotFound(_)
+                | RepoError::Gone(_)
+                | RepoError::Forbidden
+                | RepoError::Invalid(_),
+            ) => return Err(AuthFailure::invalid("Patient not found")),
+            Err(e) => return Err(e.into()),
+        }
+        let launch = crate::records::create(
+            self.repo(),
+            &ctx.project,
+            serde_json::json!({"resourceType": "SmartAppLaunch",
+                "patient": {"reference": format!("Patient/{patient_id}")}}),
+        )
+        .await?;
+        let launch_id = launch["id"].as_str().unwrap_or_default();
+        login.launch = Some(Reference::to("SmartAppLaunch", launch_id));
+        self.login_result(login, &version, true).await
     }
 }

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use oxmed_access::smart_scope::{Grantee, context_error};
+use oxmed_access::smart_scope::{Grantee, scope_error};
 
 use crate::failure::{AuthFailure, Result};
 use crate::identity::{ClientApplication, Login, ProjectMembership, Reference, User};
@@ -179,7 +179,7 @@ impl Auth {
             .clone()
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| "openid".into());
-        if let Some(why) = context_error(&scope, Grantee::User) {
+        if let Some(why) = scope_error(&scope, Grantee::User) {
             return Err(AuthFailure::Invalid(why));
         }
 
@@ -347,6 +347,15 @@ impl Auth {
         }
         // A new project's Login has the owner's membership once `/auth/newproject` made it.
         if login.membership.is_some() {
+            // A standalone launch asking for `launch/patient` stops for the patient's choice
+            // (SMART 2.2), unless the member is that patient.
+            if self.needs_patient_choice(&login).await? {
+                let login = self.keep_login(login, version, changed).await?;
+                return Ok(LoginResult {
+                    body: json!({"login": login.id(), "patientRequired": true}),
+                    cookie: None,
+                });
+            }
             return self.finish_with_code(login, version).await;
         }
         if login.is_new_project() {

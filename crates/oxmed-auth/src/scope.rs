@@ -72,15 +72,23 @@ pub fn contains_email(scope: &str) -> bool {
 pub use oxmed_access::smart_scope::SmartScope;
 
 /// Whether every SMART resource scope in `requested` is within one in `granted`; other words
-/// (`openid`, `offline_access`, ...) are not checked, as in Medplum.
+/// (`openid`, `offline_access`, ...) are not checked, as in Medplum. Beyond Medplum, a grant
+/// with resource scopes cannot be narrowed to none: a scope without any means the membership's
+/// whole access (spec §12.2), which would widen it.
 pub fn narrows(requested: &str, granted: &str) -> bool {
     let granted: Vec<SmartScope<'_>> = granted
         .split_whitespace()
         .filter_map(SmartScope::parse)
         .collect();
-    requested
+    let requested: Vec<SmartScope<'_>> = requested
         .split_whitespace()
         .filter_map(SmartScope::parse)
+        .collect();
+    if requested.is_empty() && !granted.is_empty() {
+        return false;
+    }
+    requested
+        .iter()
         .all(|r| granted.iter().any(|g| r.within(g)))
 }
 
@@ -98,7 +106,12 @@ mod tests {
             granted
         ));
         assert!(narrows("patient/Condition.s?category=x", granted));
-        assert!(narrows("", granted));
+        assert!(
+            !narrows("openid", granted),
+            "no resource scope left would be the whole policy"
+        );
+        assert!(!narrows("", granted));
+        assert!(narrows("openid", "openid offline_access"));
         assert!(
             !narrows("patient/Observation.c", granted),
             "a letter not granted"

@@ -677,28 +677,6 @@ e2e!(
     }
 );
 
-/// Serves `body` as JSON on every request; the URL.
-async fn serve_json(body: String) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = socket.read(&mut buf).await;
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://127.0.0.1:{}/jwks.json", addr.port())
-}
-
 e2e!(private_key_jwt_client_assertions, |srv| async move {
     use oxmed_auth::jwt::{KeySet, unix_now};
     use oxmed_auth::keys::SigningKey;
@@ -707,7 +685,7 @@ e2e!(private_key_jwt_client_assertions, |srv| async move {
         SigningKey::generate_es256("client-key-1".into()).unwrap(),
     ])
     .unwrap();
-    let jwks_uri = serve_json(keys.jwks().to_string()).await;
+    let jwks_uri = common::serve_json(keys.jwks().to_string()).await;
     let client = srv
         .create(
             &json!({"resourceType": "ClientApplication", "name": "Backend service",

@@ -523,3 +523,147 @@ e2e!(
         );
     }
 );
+
+e2e!(an_ehr_launch_carries_its_context, |srv| async move {
+    let client = public_client(&srv).await;
+    let patient = srv
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Launched"}]}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = srv
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Other"}]}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let encounter = srv
+        .create(
+            &json!({"resourceType": "Encounter", "status": "in-progress",
+            "class": {"code": "AMB"}, "subject": {"reference": format!("Patient/{patient}")}}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let launch = srv
+        .create(&json!({"resourceType": "SmartAppLaunch",
+            "patient": {"reference": format!("Patient/{patient}")},
+            "encounter": {"reference": format!("Encounter/{encounter}")}}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (verifier, challenge) = pkce_pair();
+    let scope = "openid fhirUser launch patient/*.rs";
+    let mut q = request(&client, &challenge);
+    q.retain(|(k, _)| *k != "scope");
+    q.push(("scope", scope));
+    q.push(("launch", &launch));
+    let mut b = Browser::new(&srv);
+    let page = b.get(&q).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let approve = b.submit(&page, &ADMIN).await;
+    // The app asks for data: the person approves its scopes first.
+    assert_eq!(approve.status, 200, "{}", approve.text);
+    assert!(approve.text.contains("asks for:"), "{}", approve.text);
+    assert!(approve.text.contains("value=\"patient/*.rs\""));
+    let grant: Vec<(&str, &str)> = scope.split(' ').map(|w| ("grant", w)).collect();
+    let back = b.submit(&approve, &grant).await;
+    assert_eq!(back.status, 303, "{}", back.text);
+    let code = query_of(&back.location())["code"].clone();
+    let tokens = redeem(&srv, &client, &code, &verifier).await;
+    assert_eq!(tokens["patient"], patient.as_str(), "{tokens}");
+    assert_eq!(tokens["encounter"], encounter.as_str());
+    assert_eq!(
+        tokens["fhirContext"],
+        json!([{"reference": format!("Encounter/{encounter}")}])
+    );
+    assert_eq!(tokens["need_patient_banner"], true);
+    assert!(
+        tokens["smart_style_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("fhir/R4/.well-known/smart-styles.json")
+    );
+    let id_token = common::claims(tokens["id_token"].as_str().unwrap());
+    assert!(
+        id_token["fhirUser"]
+            .as_str()
+            .unwrap()
+            .starts_with("Practitioner/"),
+        "{id_token}"
+    );
+    // The token reaches the launch's patient, not another.
+    let access = tokens["access_token"].as_str().unwrap();
+    let read = |path: String| {
+        let (srv, access) = (&srv, access.to_owned());
+        async move {
+            common::get_with(srv, &format!("fhir/R4/{path}"), &format!("Bearer {access}"))
+                .await
+                .status
+        }
+    };
+    assert_eq!(read(format!("Patient/{patient}")).await, 200);
+    assert_eq!(read(format!("Encounter/{encounter}")).await, 200);
+    assert_eq!(read(format!("Patient/{other}")).await, 404);
+    // A `*` scope covers every type of the policy, each within the patient's compartment.
+    let found = common::get_with(&srv, "fhir/R4/Encounter", &format!("Bearer {access}")).await;
+    assert_eq!(found.status, 200, "{}", found.text);
+    assert_eq!(found.body["entry"].as_array().map(Vec::len), Some(1));
+
+    // A launch of another project is refused at the authorization request.
+    let foreign = common::tenant::Tenant::new(&srv).await;
+    let foreign_launch = foreign
+        .put(json!({"resourceType": "SmartAppLaunch",
+            "patient": {"reference": format!("Patient/{other}")}}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut q = request(&client, &challenge);
+    q.push(("launch", &foreign_launch));
+    let refused = b.get(&q).await;
+    assert_eq!(refused.status, 302, "{}", refused.text);
+    let why = query_of(&refused.location());
+    assert_eq!(why["error"], "invalid_request");
+    assert_eq!(why["error_description"], "Invalid launch");
+
+    // With prompt=none no approval can be asked: consent_required.
+    let smart = |extra: (&'static str, &'static str)| {
+        let mut q = request(&client, &challenge);
+        q.retain(|(k, _)| *k != "scope");
+        q.push(("scope", scope));
+        q.push(extra);
+        q
+    };
+    let silent = b.get(&smart(("prompt", "none"))).await;
+    assert_eq!(silent.status, 302, "{}", silent.text);
+    assert_eq!(query_of(&silent.location())["error"], "consent_required");
+    // Clearing every resource scope is a refusal, not the member's whole access.
+    let page = b.get(&smart(("prompt", "login"))).await;
+    let approve = b.submit(&page, &ADMIN).await;
+    let back = b
+        .submit(&approve, &[("grant", "openid"), ("grant", "launch")])
+        .await;
+    assert_eq!(back.status, 303, "{}", back.text);
+    assert_eq!(query_of(&back.location())["error"], "access_denied");
+    // And a forged form cannot grant what the app did not ask for.
+    let page = b.get(&smart(("prompt", "login"))).await;
+    let approve = b.submit(&page, &ADMIN).await;
+    let back = b
+        .submit(
+            &approve,
+            &[
+                ("grant", "openid"),
+                ("grant", "patient/*.rs"),
+                ("grant", "offline_access"),
+            ],
+        )
+        .await;
+    let code = query_of(&back.location())["code"].clone();
+    let tokens = redeem(&srv, &client, &code, &verifier).await;
+    assert_eq!(tokens["scope"], "openid patient/*.rs");
+    assert!(tokens.get("refresh_token").is_none());
+});

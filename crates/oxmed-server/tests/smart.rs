@@ -6,7 +6,7 @@
 mod common;
 
 use common::tenant::{Member, Tenant, id, ids_of, policy};
-use common::{Resp, TestServer, form, login_tokens};
+use common::{Resp, TestServer, form, json_post, login_tokens};
 use serde_json::{Value, json};
 
 /// A tenant with two patients, each with a laboratory and a vital-signs Observation, and a
@@ -281,8 +281,23 @@ e2e!(letters_are_interactions, |srv| async move {
     assert_eq!(r.status, 403, "{}", r.text);
     let r = r_only.get(&format!("Observation?_id={}", c.a_lab)).await;
     assert_eq!(r.status, 403, "{}", r.text);
-    // Nor does it reach other types.
+    // Nor does it reach other types, the server's default SearchParameter and
+    // StructureDefinition reads included (spec §12.2).
     assert_eq!(r_only.get(&format!("Patient/{}", c.a)).await.status, 403);
+    assert_eq!(r_only.get("SearchParameter").await.status, 403);
+    assert_eq!(r_only.get("StructureDefinition").await.status, 403);
+    // A word shaped like a resource scope that does not parse is refused, not ignored
+    // (ignored, it would leave no resource scope: the whole policy).
+    for bad in [
+        "user/Observation.sdurc",
+        "user/Observation.chum",
+        "patient/*.c*",
+    ] {
+        let r = token_response(&srv, &c.email, &format!("openid {bad}"), None)
+            .await
+            .expect_err("a malformed scope");
+        assert_eq!(r.outcome(400), format!("Invalid scope: {bad}"));
+    }
 
     // `s` searches and cannot read by id.
     let s_only = signed_in(&srv, &c.email, "openid user/Observation.s", None).await;
@@ -694,3 +709,251 @@ e2e!(cors_follows_the_clients_allowed_origin, |srv| async move {
     .await;
     assert_eq!(r.header("access-control-allow-origin"), None);
 });
+
+e2e!(
+    standalone_launch_picks_a_patient_the_user_may_see,
+    |srv| async move {
+        let c = Clinic::new(&srv).await;
+        let start = |email: &str| {
+            let (srv, email) = (&srv, email.to_owned());
+            async move {
+                let (verifier, challenge) = common::pkce_pair();
+                let r = json_post(
+                    srv,
+                    "auth/login",
+                    &json!({"email": email, "password": PASSWORD,
+                    "scope": "openid launch/patient patient/*.rs",
+                    "codeChallenge": challenge, "codeChallengeMethod": "S256"}),
+                )
+                .await;
+                assert_eq!(r.status, 200, "{}", r.text);
+                (r, verifier)
+            }
+        };
+        let choose = |login: &str, patient: &str| {
+            let (srv, body) = (&srv, json!({"login": login, "patient": patient}));
+            async move { json_post(srv, "auth/patient", &body).await }
+        };
+        // The login stops for the patient instead of giving a code.
+        let (r, verifier) = start(&c.email).await;
+        assert_eq!(r.body["patientRequired"], true, "{}", r.text);
+        assert!(r.body.get("code").is_none());
+        let login = r.body["login"].as_str().unwrap().to_owned();
+        // Someone of another project is not to be chosen.
+        let other = Tenant::new(&srv).await;
+        let stranger = id(&other
+            .put(json!({"resourceType": "Patient", "name": [{"family": "Else"}]}))
+            .await);
+        assert_eq!(
+            choose(&login, &stranger).await.outcome(400),
+            "Patient not found"
+        );
+        assert_eq!(
+            choose(&login, "not an id").await.outcome(400),
+            "Patient not found"
+        );
+        let r = choose(&login, &format!("Patient/{}", c.b)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let code = r.body["code"].as_str().expect("a code").to_owned();
+        assert_eq!(
+            choose(&login, &c.a).await.outcome(400),
+            "Patient already chosen"
+        );
+        let tokens = form(
+            &srv,
+            "oauth2/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(tokens.status, 200, "{}", tokens.text);
+        assert_eq!(tokens.body["patient"], c.b.as_str());
+        let app = Member::with_token(&srv, tokens.body["access_token"].as_str().unwrap());
+        assert_eq!(
+            app.ids("Observation").await,
+            sorted(vec![&c.b_lab, &c.b_vital])
+        );
+        assert_eq!(
+            app.get(&format!("Observation/{}", c.a_lab)).await.status,
+            404
+        );
+
+        // A member whose policy hides patient A cannot pick A.
+        let email = format!("narrow-{}@example.org", &oxmed_repo::meta::new_id()[24..]);
+        let p =
+            c.t.put(policy(json!([{"resourceType": "Patient",
+            "criteria": format!("Patient?_id={}", c.b)}, {"resourceType": "Observation"}])))
+                .await;
+        invite(
+            &srv,
+            &c.admin,
+            &c.t.project,
+            &json!({"resourceType": "Practitioner", "firstName": "Nar", "lastName": "Row",
+            "email": email, "password": PASSWORD, "sendEmail": false,
+            "membership": {"accessPolicy": {"reference": format!("AccessPolicy/{}", id(&p))}}}),
+        )
+        .await;
+        let (r, _) = start(&email).await;
+        let login = r.body["login"].as_str().unwrap().to_owned();
+        assert_eq!(choose(&login, &c.a).await.outcome(400), "Patient not found");
+        assert_eq!(choose(&login, &c.b).await.status, 200);
+
+        // A Patient's own sign-in needs no choice: they are the context.
+        let patient_email = format!("self-{}@example.org", &oxmed_repo::meta::new_id()[24..]);
+        invite(
+            &srv,
+            &c.admin,
+            &c.t.project,
+            &json!({"resourceType": "Patient", "firstName": "Self", "lastName": "Care",
+            "email": patient_email, "password": PASSWORD, "sendEmail": false}),
+        )
+        .await;
+        let tokens = login_tokens(
+            &srv,
+            json!({"email": patient_email, "password": PASSWORD, "projectId": c.t.project,
+            "scope": "openid launch/patient patient/*.rs"}),
+        )
+        .await
+        .expect("a patient's sign-in goes straight to a code");
+        assert!(tokens["patient"].is_string());
+    }
+);
+
+e2e!(narrowing_never_reaches_the_whole_policy, |srv| async move {
+    let c = Clinic::new(&srv).await;
+    let r = json_post(
+        &srv,
+        "auth/login",
+        &json!({"email": c.email, "password": PASSWORD,
+            "scope": "openid user/Observation.rs user/Patient.rs"}),
+    )
+    .await;
+    let login = r.body["login"].as_str().unwrap().to_owned();
+    let narrow = |scope: &'static str| {
+        let (srv, login) = (&srv, login.clone());
+        async move { json_post(srv, "auth/scope", &json!({"login": login, "scope": scope})).await }
+    };
+    // Dropping every resource scope would leave "openid": the member's whole access.
+    assert_eq!(narrow("openid").await.outcome(400), "Invalid scope");
+    assert_eq!(
+        narrow("openid user/Observation.rs user/Encounter.rs")
+            .await
+            .outcome(400),
+        "Invalid scope"
+    );
+    let r = narrow("openid user/Observation.r").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["code"].is_string());
+});
+
+/// A new private key made by `openssl genpkey` with these options, as PEM.
+fn openssl_key(options: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .arg("genpkey")
+        .args(options)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+e2e!(
+    backend_services_sign_with_rs384_and_es384,
+    |srv| async move {
+        use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
+        let c = Clinic::new(&srv).await;
+        let keys = [
+            (
+                Algorithm::RS384,
+                EncodingKey::from_rsa_pem(&openssl_key(&[
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:2048",
+                ]))
+                .unwrap(),
+            ),
+            (
+                Algorithm::ES384,
+                EncodingKey::from_ec_pem(&openssl_key(&[
+                    "-algorithm",
+                    "EC",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-384",
+                ]))
+                .unwrap(),
+            ),
+        ];
+        let token_url = format!("{}oauth2/token", srv.base);
+        for (alg, key) in keys {
+            let kid = format!("{alg:?}-key");
+            let mut jwk = Jwk::from_encoding_key(&key, alg).unwrap();
+            jwk.common.key_id = Some(kid.clone());
+            let jwks_uri = common::serve_json(json!({"keys": [jwk]}).to_string()).await;
+            let client = id(&c
+                .t
+                .put(
+                    json!({"resourceType": "ClientApplication", "name": "Backend",
+                "jwksUri": jwks_uri}),
+                )
+                .await);
+            c.t.put(
+                json!({"resourceType": "ProjectMembership", "project": c.t.reference(),
+            "user": {"reference": format!("ClientApplication/{client}")},
+            "profile": {"reference": format!("ClientApplication/{client}")}}),
+            )
+            .await;
+            let grant = |scope: &'static str| {
+                let mut header = Header::new(alg);
+                header.kid = Some(kid.clone());
+                let now = oxmed_auth::jwt::unix_now();
+                let assertion = jsonwebtoken::encode(
+                    &header,
+                    &json!({"iss": client, "sub": client, "aud": token_url, "iat": now,
+                    "exp": now + 60, "jti": uuid::Uuid::new_v4().to_string()}),
+                    &key,
+                )
+                .unwrap();
+                let srv = &srv;
+                async move {
+                    form(
+                        srv,
+                        "oauth2/token",
+                        &[
+                            ("grant_type", "client_credentials"),
+                            (
+                                "client_assertion_type",
+                                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                            ),
+                            ("client_assertion", &assertion),
+                            ("scope", scope),
+                        ],
+                        None,
+                    )
+                    .await
+                }
+            };
+            let r = grant("system/Observation.rs").await;
+            assert_eq!(r.status, 200, "{alg:?}: {}", r.text);
+            assert_eq!(r.body["scope"], "system/Observation.rs");
+            let backend = Member::with_token(&srv, r.body["access_token"].as_str().unwrap());
+            assert_eq!(backend.ids("Observation").await.len(), 4, "{alg:?}");
+            assert_eq!(
+                backend.get(&format!("Patient/{}", c.a)).await.status,
+                403,
+                "{alg:?}"
+            );
+            let r = grant("patient/*.rs").await;
+            assert_eq!(r.status, 400, "{alg:?}: {}", r.text);
+            assert_eq!(r.body["error"], "invalid_scope");
+        }
+    }
+);

@@ -188,6 +188,31 @@ pub async fn scope(State(state): State<AppState>, body: Bytes) -> Response {
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
+struct PatientBody {
+    login: Option<String>,
+    patient: Option<String>,
+}
+
+/// `POST /auth/patient {login, patient}`: the patient of a standalone launch
+/// (`launch/patient`), for a login that answered `patientRequired` (the sign-in page offers
+/// the same choice).
+pub async fn patient(State(state): State<AppState>, body: Bytes) -> Response {
+    let body: PatientBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return auth_outcome(&e),
+    };
+    let Some(login) = body.login.filter(|s| !s.is_empty()) else {
+        return auth_outcome(&AuthFailure::invalid("Missing login"));
+    };
+    let Some(patient) = body.patient.filter(|s| !s.is_empty()) else {
+        return auth_outcome(&AuthFailure::invalid("Missing patient"));
+    };
+    let patient = patient.strip_prefix("Patient/").unwrap_or(&patient);
+    login_response(state.auth.choose_patient(&login, patient).await)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
 struct ChangePasswordBody {
     old_password: Option<String>,
     new_password: Option<String>,

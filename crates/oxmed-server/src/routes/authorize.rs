@@ -113,8 +113,10 @@ pub async fn authorize_post(
         cookies: vec![csrf_cookie],
     };
     let login = field(&pairs, "login").unwrap_or_default().to_owned();
-    if matches!(step.as_str(), "profile" | "mfa" | "mfa-enroll")
-        && !state.auth.login_is_for(&login, auth.client.id()).await
+    if matches!(
+        step.as_str(),
+        "profile" | "mfa" | "mfa-enroll" | "patient" | "patient-search" | "scope"
+    ) && !state.auth.login_is_for(&login, auth.client.id()).await
     {
         return message(
             StatusCode::BAD_REQUEST,
@@ -168,6 +170,43 @@ pub async fn authorize_post(
                 }
             }
         }
+        "patient-search" => {
+            let name = field(&pairs, "name").unwrap_or_default().to_owned();
+            return patient_page(&state, form, &login, &name, None).await;
+        }
+        "patient" => {
+            let patient = field(&pairs, "patient").unwrap_or_default();
+            match state.auth.choose_patient(&login, patient).await {
+                Ok(r) => r,
+                Err(AuthFailure::Invalid(text)) => {
+                    return patient_page(&state, form, &login, "", Some(&text)).await;
+                }
+                Err(e) => return step_failed(&e),
+            }
+        }
+        "scope" => {
+            // Only words the app asked for: a forged form cannot grant more (`narrow_scope`
+            // checks the resource scopes; this keeps out `offline_access` and the like).
+            let asked: Vec<&str> = auth.scope.split_whitespace().collect();
+            let granted: Vec<&str> = pairs
+                .iter()
+                .filter(|(k, v)| k == "grant" && asked.contains(&v.as_str()))
+                .map(|(_, v)| v.as_str())
+                .collect();
+            // Without any resource scope the token would carry the member's whole access.
+            if !asks_for_data(&granted.join(" ")) {
+                return state_redirect(
+                    &state,
+                    &auth,
+                    "access_denied",
+                    "The user granted no access to data",
+                );
+            }
+            match state.auth.narrow_scope(&login, &granted.join(" ")).await {
+                Ok(r) => return next(&state, form, r, StatusCode::SEE_OTHER, true).await,
+                Err(e) => return step_failed(&e),
+            }
+        }
         "consent" => {
             let session_cookie = cookie(&headers, &format!("medplum-{}", auth.client.id()));
             match state.auth.existing_session(&auth, session_cookie).await {
@@ -187,7 +226,7 @@ pub async fn authorize_post(
             );
         }
     };
-    next(&state, form, result, StatusCode::SEE_OTHER)
+    next(&state, form, result, StatusCode::SEE_OTHER, false).await
 }
 
 /// A checked request with no step yet: the existing session, or the sign-in page.
@@ -223,9 +262,27 @@ async fn start(
             &[],
         ),
         Ok(None) => form.sign_in(StatusCode::OK, "", None),
+        // Without a page, no approval of SMART scopes can be asked (nothing is remembered).
+        Ok(Some(_)) if auth.prompt_is("none") && asks_for_data(&auth.scope) => redirect(
+            &state
+                .auth
+                .error_redirect(&auth, "consent_required", "Consent required"),
+            redirect_status,
+            &[],
+        ),
         Ok(Some(session)) if auth.prompt_is("none") => {
             match state.auth.continue_session(&auth, session).await {
-                Ok(r) => next(state, form, r, redirect_status),
+                // No page may be shown: a step that needs the person is an error.
+                Ok(r) if !matches!(r.next_step(), NextStep::Code(_)) => redirect(
+                    &state.auth.error_redirect(
+                        &auth,
+                        "interaction_required",
+                        "Interaction required",
+                    ),
+                    redirect_status,
+                    &[],
+                ),
+                Ok(r) => next(state, form, r, redirect_status, true).await,
                 Err(e) => step_failed(&e),
             }
         }
@@ -236,10 +293,21 @@ async fn start(
     }
 }
 
-/// The page after a login stage, or the redirect back to the client with the code.
-fn next(state: &AppState, form: Form<'_>, result: LoginResult, status: StatusCode) -> Response {
+/// The page after a login stage, or the redirect back to the client with the code. An app
+/// asking for SMART resource scopes gets them only once the person approved them (`approved`).
+async fn next(
+    state: &AppState,
+    form: Form<'_>,
+    result: LoginResult,
+    status: StatusCode,
+    approved: bool,
+) -> Response {
     let login = result.login_id().to_owned();
     match result.next_step() {
+        NextStep::Code(_) if !approved && asks_for_data(&form.auth.scope) => {
+            // The code just made is never sent; approving makes another.
+            form.approve_scopes(&login)
+        }
         NextStep::Code(code) => {
             let mut cookies = form.cookies.clone();
             if let Some((name, value)) = &result.cookie {
@@ -253,12 +321,48 @@ fn next(state: &AppState, form: Form<'_>, result: LoginResult, status: StatusCod
             let qr = qr_code.to_owned();
             form.mfa_enroll(StatusCode::OK, &login, &qr, None)
         }
+        NextStep::ChoosePatient => patient_page(state, form, &login, "", None).await,
         NextStep::Other => message(
             StatusCode::BAD_REQUEST,
             "Cannot sign in here",
             "This account has no project to sign in to.",
         ),
     }
+}
+
+/// Whether a scope holds SMART resource scopes: data the person is asked to approve.
+fn asks_for_data(scope: &str) -> bool {
+    scope
+        .split_whitespace()
+        .any(|w| oxmed_auth::scope::SmartScope::parse(w).is_some())
+}
+
+/// The standalone launch's patient picker, listing what the member may see.
+async fn patient_page(
+    state: &AppState,
+    form: Form<'_>,
+    login: &str,
+    name: &str,
+    error: Option<&str>,
+) -> Response {
+    match state.auth.launch_patients(login, Some(name)).await {
+        Ok(list) => form.choose_patient(login, &list, name, error),
+        Err(e) => step_failed(&e),
+    }
+}
+
+/// Back to the client with an error.
+fn state_redirect(
+    state: &AppState,
+    auth: &oxmed_auth::authorize::Authorization,
+    error: &str,
+    description: &str,
+) -> Response {
+    redirect(
+        &state.auth.error_redirect(auth, error, description),
+        StatusCode::SEE_OTHER,
+        &[],
+    )
 }
 
 /// The status and text a page shows for a failed step; `None` for a fault of the server.

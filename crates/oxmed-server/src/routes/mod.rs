@@ -67,6 +67,7 @@ fn auth_routes(state: &AppState) -> Router<AppState> {
         .route("/auth/login/{login}", get(auth::resume_login))
         .route("/auth/profile", post(auth::profile))
         .route("/auth/scope", post(auth::scope))
+        .route("/auth/patient", post(auth::patient))
         .route("/auth/mfa/verify", post(auth::mfa_verify))
         .route("/auth/mfa/login-enroll", post(auth::mfa_login_enroll))
         .route("/auth/setpassword", post(password::set_password))

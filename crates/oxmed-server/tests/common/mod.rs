@@ -69,6 +69,33 @@ pub fn postgres_url() -> Option<String> {
     }
 }
 
+/// Drops a database made by [`fresh_postgres_database`] once its test passed (with the
+/// server's connections still open: `FORCE`), so that runs do not fill the disk. A failed
+/// test keeps its database to look at.
+pub async fn drop_postgres_database(database_url: &str) {
+    let name = database_url
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.split('?').next());
+    let (Some(server), Some(name)) = (postgres_url(), name) else {
+        return;
+    };
+    if !name.starts_with("oxmed_test_")
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return;
+    }
+    let Ok((client, conn)) = tokio_postgres::connect(&server, tokio_postgres::NoTls).await else {
+        return;
+    };
+    let task = tokio::spawn(conn);
+    let _ = client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+    drop(client);
+    let _ = task.await;
+}
+
 /// A new, empty PostgreSQL database on the test server; returns its URL.
 pub async fn fresh_postgres_database(server_url: &str) -> String {
     let name = format!("oxmed_test_{}", uuid::Uuid::new_v4().simple());
@@ -342,7 +369,9 @@ macro_rules! e2e {
                 if let Some(s) =
                     $crate::common::TestServer::start($crate::common::Backend::Postgres).await
                 {
+                    let url = s.database_url.clone();
                     run(s).await;
+                    $crate::common::drop_postgres_database(&url).await;
                 }
             }
         }
@@ -422,6 +451,29 @@ pub async fn login_tokens(srv: &TestServer, mut body: Value) -> Result<Value, Re
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
     Ok(r.body)
+}
+
+/// Serves `body` as JSON on every request on a loopback port (a client's JWK Set, an
+/// identity provider's document); the URL.
+pub async fn serve_json(body: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://127.0.0.1:{}/jwks.json", addr.port())
 }
 
 /// A client that sends `Authorization: Bearer <token>` with every request.

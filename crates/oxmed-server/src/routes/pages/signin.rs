@@ -147,6 +147,64 @@ then enter the code it shows.</p>{img}{}<label for=\"token\">Code</label>\
         self.render(status, "Set up your authenticator", &body)
     }
 
+    /// A standalone launch's patient (`launch/patient`): the patients the member may see, with
+    /// a search by name.
+    pub fn choose_patient(
+        self,
+        login: &str,
+        patients: &[Value],
+        name: &str,
+        error: Option<&str>,
+    ) -> Response {
+        let mut buttons = String::new();
+        for p in patients {
+            let id = p["id"].as_str().unwrap_or_default();
+            let born = p["birthDate"]
+                .as_str()
+                .map(|b| format!(" <span class=\"muted\">born {}</span>", text(b)))
+                .unwrap_or_default();
+            buttons.push_str(&format!(
+                "<button type=\"submit\" name=\"patient\" value=\"{}\">{}{born}</button>",
+                attr(id),
+                text(p["name"].as_str().unwrap_or(id)),
+            ));
+        }
+        if patients.is_empty() {
+            buttons.push_str("<p class=\"muted\" id=\"no-patients\">No patient found.</p>");
+        }
+        let body = format!(
+            "{}<p>{} asks which patient to open.</p>{}<label for=\"name\">Patient name</label>\
+<input id=\"name\" name=\"name\" value=\"{}\"><button id=\"search\" type=\"submit\">Search</button></form>\
+{}{buttons}</form>",
+            self.heading(error),
+            text(self.auth.client_name()),
+            self.open("patient-search", Some(login)),
+            attr(name),
+            self.open("patient", Some(login)),
+        );
+        self.render(StatusCode::OK, "Choose a patient", &body)
+    }
+
+    /// What the app asked for, each scope a box the person may clear before the app gets it
+    /// (SMART 2.2: the user may narrow the grant; spec §12.4).
+    pub fn approve_scopes(self, login: &str) -> Response {
+        let mut boxes = String::new();
+        for (i, word) in self.auth.scope.split_whitespace().enumerate() {
+            boxes.push_str(&format!(
+                "<label class=\"check\"><input type=\"checkbox\" name=\"grant\" id=\"grant-{i}\" value=\"{}\" checked> {}</label>",
+                attr(word),
+                text(word)
+            ));
+        }
+        let body = format!(
+            "{}<p>{} asks for:</p>{}{boxes}<button id=\"allow\" type=\"submit\">Allow</button></form>",
+            self.heading(None),
+            text(self.auth.client_name()),
+            self.open("scope", Some(login)),
+        );
+        self.render(StatusCode::OK, "Allow access", &body)
+    }
+
     /// An existing session: continue as this person, or sign in as someone else.
     pub fn consent(self, who: &str) -> Response {
         let mut other = self.auth.request.clone();
