@@ -487,10 +487,19 @@ impl AccessControl {
             }
             None => Vec::new(),
         };
-        if let Some(o) = original
-            && let Some((rules, at)) = self.satisfied(o, Interaction::Read)
-        {
-            paths.extend(rules.rules[at].entry.hidden_fields.iter().cloned());
+        if let Some(o) = original {
+            // As `hide_fields`: a writer who may not read the resource at all never saw what
+            // any entry of its type hides.
+            match self.satisfied(o, Interaction::Read) {
+                Some((rules, at)) => {
+                    paths.extend(rules.rules[at].entry.hidden_fields.iter().cloned());
+                }
+                None => {
+                    if let Some(t) = o.get("resourceType").and_then(Value::as_str) {
+                        paths.extend(self.rules(t).hidden.iter().cloned());
+                    }
+                }
+            }
         }
         for p in &paths {
             match original {

@@ -14,6 +14,8 @@
 //! Scopes are additive (SMART: each grants on its own), so an entry covered by several scopes
 //! becomes one entry per scope, and the policy's alternatives OR them.
 
+use oxmed_fhir::definitions::Definitions;
+
 use crate::effective::EffectivePolicy;
 use crate::interaction::{Interaction, PROJECT_ADMIN_TYPES};
 use crate::policy::ResourceEntry;
@@ -117,9 +119,13 @@ pub enum Grantee {
 /// `user/` scopes to a user's authorization).
 pub fn scope_error(scope: &str, grantee: Grantee) -> Option<String> {
     for word in scope.split_whitespace() {
-        let prefixed = word
-            .split_once('/')
-            .is_some_and(|(c, _)| matches!(c, "patient" | "user" | "system"));
+        // `User/*.rs` too: a prefix in another case is a resource scope gone wrong.
+        let prefixed = word.split_once('/').is_some_and(|(c, _)| {
+            matches!(
+                c.to_ascii_lowercase().as_str(),
+                "patient" | "user" | "system"
+            )
+        });
         if prefixed && SmartScope::parse(word).is_none() {
             return Some(format!("Invalid scope: {word}"));
         }
@@ -186,12 +192,43 @@ pub fn restrict(policy: EffectivePolicy, grant: &ScopeGrant<'_>) -> EffectivePol
                 } else {
                     continue;
                 };
-            if let Some(e) = merged(entry, scope, resource_type, grant.patient) {
-                resource.push(e);
+            // Binary is never filtered by criteria (spec §1.2), so a scope that narrows by
+            // criteria (a patient's compartment, a granular query) cannot grant it; a `*`
+            // entry under such a scope becomes one entry per type, Binary left out.
+            let types: Vec<&str> = if !adds_criteria(scope) {
+                vec![resource_type]
+            } else if resource_type == "*" {
+                Definitions::global()
+                    .resource_types()
+                    .filter(|t| *t != "Binary" && !PROJECT_ADMIN_TYPES.contains(t))
+                    .collect()
+            } else if resource_type == "Binary" {
+                Vec::new()
+            } else {
+                vec![resource_type]
+            };
+            for t in types {
+                match merged(entry, scope, t, grant.patient) {
+                    Some(e) => resource.push(e),
+                    // An entry left with no interaction still hides its fields: which entry a
+                    // resource satisfies may change under scopes, what it hides may not.
+                    None if !entry.hidden_fields.is_empty() => resource.push(ResourceEntry {
+                        resource_type: t.to_owned(),
+                        interaction: Some(Vec::new()),
+                        hidden_fields: entry.hidden_fields.clone(),
+                        ..Default::default()
+                    }),
+                    None => {}
+                }
             }
         }
     }
     EffectivePolicy { resource, ..policy }
+}
+
+/// Whether a scope narrows what it grants by criteria.
+fn adds_criteria(scope: &SmartScope<'_>) -> bool {
+    scope.query.is_some() || scope.context == "patient"
 }
 
 /// `entry` narrowed to what `scope` allows on `resource_type` (the entry's type, or the
@@ -431,6 +468,27 @@ mod tests {
     }
 
     #[test]
+    fn hidden_fields_survive_a_dropped_entry() {
+        let hiding = ResourceEntry {
+            interaction: Some(Interaction::READ_ONLY.to_vec()),
+            hidden_fields: vec!["identifier".into()],
+            ..entry("Patient", None)
+        };
+        let writing = ResourceEntry {
+            interaction: Some(vec![Interaction::Update]),
+            ..entry("Patient", None)
+        };
+        let r = restrict(policy(vec![hiding, writing]), &user("user/Patient.u"));
+        assert_eq!(r.resource.len(), 2);
+        assert_eq!(r.resource[0].interaction.as_deref(), Some(&[][..]));
+        assert_eq!(r.resource[0].hidden_fields, ["identifier"]);
+        assert_eq!(
+            r.resource[1].interaction.as_deref(),
+            Some(&[Interaction::Update][..])
+        );
+    }
+
+    #[test]
     fn patient_scopes_see_the_patient_in_context_only() {
         let p = policy(vec![entry("*", None)]);
         let with = ScopeGrant {
@@ -439,10 +497,33 @@ mod tests {
             patient: Some("Patient/123"),
         };
         let r = restrict(p.clone(), &with);
+        // One entry per type (Binary, which criteria cannot filter, left out), each within
+        // the patient's compartment.
+        let observation = r
+            .resource
+            .iter()
+            .find(|e| e.resource_type == "Observation")
+            .unwrap();
         assert_eq!(
-            r.resource[0].criteria.as_deref(),
-            Some("*?_compartment=Patient%2F123")
+            observation.criteria.as_deref(),
+            Some("Observation?_compartment=Patient%2F123")
         );
+        assert!(r.resource.len() > 100);
+        assert!(
+            r.resource
+                .iter()
+                .all(|e| e.resource_type != "*" && e.resource_type != "Binary")
+        );
+        assert!(r.resource.iter().all(|e| {
+            e.criteria
+                .as_deref()
+                .is_some_and(|c| c.ends_with("_compartment=Patient%2F123"))
+        }));
+        let binary = ScopeGrant {
+            scope: "patient/Binary.rs user/Binary.r?_id=1",
+            ..with
+        };
+        assert!(restrict(p.clone(), &binary).resource.is_empty());
         let without = ScopeGrant {
             patient: None,
             ..with

@@ -141,9 +141,22 @@ impl Auth {
     /// The FHIR request context of a Login's member: what their own requests may see (their
     /// policy, not narrowed by the app's scopes: the picker asks whom the app may be about).
     async fn member_context(&self, login: &Login) -> Result<RequestContext> {
+        if login.is_revoked() {
+            return Err(AuthFailure::invalid("Login revoked"));
+        }
+        if login.is_granted() {
+            return Err(AuthFailure::invalid("Login granted"));
+        }
+        if !wants_patient(login) {
+            return Err(AuthFailure::invalid("Patient not requested"));
+        }
         let Some(membership_id) = login.membership_id() else {
             return Err(AuthFailure::invalid("Login profile not set"));
         };
+        // The second factor comes before anything the member may see.
+        if self.mfa_pending(login).await? {
+            return Err(AuthFailure::invalid("Login requires MFA"));
+        }
         let Some((membership, project)) = self.membership_and_project(membership_id).await? else {
             return Err(AuthFailure::invalid("Profile not found"));
         };
@@ -181,9 +194,6 @@ impl Auth {
     /// [`PICKER_PAGE`], those whose name starts with `name` when given.
     pub async fn launch_patients(&self, login_id: &str, name: Option<&str>) -> Result<Vec<Value>> {
         let (login, _) = self.login_for_update(login_id).await?;
-        if login.is_revoked() || login.is_granted() {
-            return Err(AuthFailure::invalid("Login granted"));
-        }
         let ctx = self.member_context(&login).await?;
         let mut params = vec![("_count".to_owned(), PICKER_PAGE.to_string())];
         if let Some(n) = name.map(str::trim).filter(|n| !n.is_empty()) {
@@ -216,12 +226,6 @@ impl Auth {
     /// login goes on to its code.
     pub async fn choose_patient(&self, login_id: &str, patient_id: &str) -> Result<LoginResult> {
         let (mut login, version) = self.login_for_update(login_id).await?;
-        if login.is_revoked() {
-            return Err(AuthFailure::invalid("Login revoked"));
-        }
-        if login.is_granted() {
-            return Err(AuthFailure::invalid("Login granted"));
-        }
         if login.launch.is_some() {
             return Err(AuthFailure::invalid("Patient already chosen"));
         }

@@ -123,7 +123,8 @@ impl Auth {
             Some(found) if matches => found,
             _ => return Err(AuthFailure::invalid(WRONG_CREDENTIALS)),
         };
-        self.start_login(req, context, &user_id, "password").await
+        self.start_login(req, context, &user_id, "password", None)
+            .await
     }
 
     /// A login whose person an identity provider or an exchanged token already proved (spec
@@ -147,28 +148,44 @@ impl Auth {
             return Err(AuthFailure::invalid("Missing email or externalId"));
         }
         let context = self.login_context(req).await?;
-        let user_id = match external_id {
+        let (user_id, membership) = match external_id {
             Some(external_id) => {
-                let Some(project) = context.project_id.as_deref().filter(|p| *p != "new") else {
+                // External ids are unique per project only: the project is the client's (spec
+                // §7.5), never one the request names.
+                let project = context
+                    .client
+                    .as_ref()
+                    .and(context.project_id.as_deref())
+                    .filter(|p| *p != "new");
+                let Some(project) = project else {
                     return Err(AuthFailure::invalid(
                         "Project ID is required for external ID",
                     ));
                 };
-                self.user_by_external_id(external_id, project).await?
+                match self.user_by_external_id(external_id, project).await? {
+                    Some(found) => found,
+                    None => return Err(AuthFailure::invalid("User not found")),
+                }
             }
-            None => self
+            None => match self
                 .find_user(
                     email.as_deref().unwrap_or_default(),
                     context.project_id.as_deref(),
                 )
                 .await?
-                .map(|(id, _)| id),
+            {
+                Some((id, _)) => (id, None),
+                None => return Err(AuthFailure::invalid("User not found")),
+            },
         };
-        let Some(user_id) = user_id else {
-            return Err(AuthFailure::invalid("User not found"));
-        };
-        self.start_login(req, context, &user_id, method.as_str())
-            .await
+        self.start_login(
+            req,
+            context,
+            &user_id,
+            method.as_str(),
+            membership.as_deref(),
+        )
+        .await
     }
 
     /// The checks every login method shares (spec §4.1 "Client checks"): the client exists,
@@ -216,13 +233,15 @@ impl Auth {
     }
 
     /// Writes the Login of an authenticated user and takes it as far as it goes: straight to a
-    /// code when the user has one membership to choose, else to the choice.
+    /// code when the user has one membership to choose (or the login names the one it is
+    /// for: `membership`), else to the choice.
     async fn start_login(
         &self,
         req: &LoginRequest,
         context: LoginContext,
         user_id: &str,
         auth_method: &str,
+        membership: Option<&str>,
     ) -> Result<LoginResult> {
         let LoginContext {
             client,
@@ -254,6 +273,9 @@ impl Auth {
         let stored = records::create(self.repo(), SERVER_PROJECT, login.to_value()).await?;
         let version = records::version_of(&stored).unwrap_or_default().to_owned();
         let login = Login::from_value(stored)?;
+        if let Some(membership) = membership {
+            return self.choose_membership(login.id(), membership).await;
+        }
         let memberships = self.memberships_of(&login).await?;
         if memberships.is_empty() && !login.is_new_project() && !req.allow_no_membership {
             return Err(AuthFailure::invalid("User not found"));
@@ -323,7 +345,7 @@ impl Auth {
         version: &str,
         changed: bool,
     ) -> Result<LoginResult> {
-        if login.auth_method == "password" && login.mfa_verified != Some(true) {
+        if self.mfa_pending(&login).await? {
             let user = self
                 .user_of(&login.user)
                 .await?
@@ -381,6 +403,19 @@ impl Auth {
         })
     }
 
+    /// Whether a password Login still owes its TOTP code (or the enrolment of one): until it
+    /// is given, the login shows nothing of the member's data and gets no code.
+    pub(crate) async fn mfa_pending(&self, login: &Login) -> Result<bool> {
+        if login.auth_method != "password" || login.mfa_verified == Some(true) {
+            return Ok(false);
+        }
+        let user = self
+            .user_of(&login.user)
+            .await?
+            .ok_or_else(|| AuthFailure::invalid("User not found"))?;
+        Ok(user.mfa_enrolled == Some(true) || user.mfa_required == Some(true))
+    }
+
     /// Writes `login` if `changed`, failing if another step wrote it first.
     async fn keep_login(&self, login: Login, version: &str, changed: bool) -> Result<Login> {
         if !changed {
@@ -436,13 +471,13 @@ impl Auth {
     }
 
     /// The user a project knows by `external_id` (spec §7.5): the membership's `externalId`
-    /// first, then a project-scoped User's legacy `externalId`. Matched exactly: an external
-    /// subject is an opaque identifier.
+    /// first (and then that membership), then a project-scoped User's legacy `externalId`.
+    /// Matched exactly: an external subject is an opaque identifier.
     async fn user_by_external_id(
         &self,
         external_id: &str,
         project: &str,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<(String, Option<String>)>> {
         let repo = self.repo();
         let reference = format!("Project/{project}");
         if let Some((_, v)) = repo
@@ -454,7 +489,10 @@ impl Auth {
             .await?
         {
             let membership = ProjectMembership::from_value(v)?;
-            return Ok(membership.user.id_of("User").map(str::to_owned));
+            return Ok(membership
+                .user
+                .id_of("User")
+                .map(|u| (u.to_owned(), Some(membership.id().to_owned()))));
         }
         Ok(repo
             .system_find_one(
@@ -463,7 +501,7 @@ impl Auth {
                 &[("external-id:exact", external_id), ("project", &reference)],
             )
             .await?
-            .map(|(r, _)| r.id))
+            .map(|(r, _)| (r.id, None)))
     }
 
     /// The user's memberships, in the login's project if it has one, of the requested profile

@@ -45,6 +45,9 @@ pub struct Caller {
     pub view: ProjectView,
     /// The patient the session is about (SMART launch context), `Patient/<id>`.
     pub patient: Option<String>,
+    /// A token with SMART resource scopes: an app acting within them, never with the admin
+    /// powers of the member who granted them (admin API, On-Behalf-Of, `$explain`, ...).
+    pub scoped: bool,
 }
 
 /// A resolved On-Behalf-Of target, shared by the requests that name it.
@@ -68,11 +71,11 @@ impl Caller {
     }
 
     pub fn is_project_admin(&self) -> bool {
-        self.membership.is_admin()
+        self.membership.is_admin() && !self.scoped
     }
 
     pub fn is_super_admin(&self) -> bool {
-        self.project.is_super_admin()
+        self.project.is_super_admin() && !self.scoped
     }
 
     /// A project admin or a super admin: who may act for another member or ask why one may
@@ -349,6 +352,7 @@ impl Auth {
                     on_behalf_of: None,
                     view,
                     patient: context.patient,
+                    scoped: !smart_scopes(&scope).is_empty(),
                 })))
             }
             Ok(None) => {
@@ -369,6 +373,7 @@ impl Auth {
                                         patient: None,
                                     },
                                 );
+                                caller.scoped = !smart_scopes(&claims.scope).is_empty();
                                 Ok(Session::Active(Arc::new(caller)))
                             }
                             None => Ok(Session::Invalid),
@@ -488,6 +493,7 @@ impl Auth {
             on_behalf_of: None,
             view,
             patient: None,
+            scoped: false,
         };
         Ok(Some(Arc::new((client, caller))))
     }
@@ -589,11 +595,8 @@ fn scoped(access: Arc<AccessControl>, grant: &ScopeGrant<'_>) -> Arc<AccessContr
         return access;
     }
     let policy = restrict(access.policy().clone(), grant);
-    Arc::new(AccessControl::new(
-        policy,
-        access.is_super_admin(),
-        access.is_project_admin(),
-    ))
+    // No admin powers under scopes (e.g. setting `meta.accounts` explicitly).
+    Arc::new(AccessControl::new(policy, false, false))
 }
 
 /// The credentials after `Scheme ` (scheme matched case-insensitively, RFC 9110 §11.1).

@@ -507,6 +507,11 @@ e2e!(
             err(verified_login(&srv, None, None, None, Some(&subject)).await),
             "Project ID is required for external ID"
         );
+        // The project is the client's, never one the request names.
+        assert_eq!(
+            err(verified_login(&srv, None, Some(&t.project), None, Some(&subject)).await),
+            "Project ID is required for external ID"
+        );
         assert_eq!(
             err(verified_login(
                 &srv,

@@ -83,6 +83,27 @@ impl<'a> Clinic<'a> {
         }
     }
 
+    /// Invites another Practitioner who signs in with [`PASSWORD`], with these invite fields
+    /// besides (`admin`, `mfaRequired`, `membership`); the email.
+    async fn practitioner(&self, extra: Value) -> String {
+        let email = format!("user-{}@example.org", &oxmed_repo::meta::new_id()[24..]);
+        let mut body = json!({"resourceType": "Practitioner", "firstName": "Other",
+            "lastName": "Member", "email": email, "password": PASSWORD, "sendEmail": false});
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            body[k] = v;
+        }
+        invite(self.t.srv, &self.admin, &self.t.project, &body).await;
+        email
+    }
+
+    /// A Practitioner whose membership has this AccessPolicy; the email.
+    async fn member_with(&self, access_policy: Value) -> String {
+        let p = id(&self.t.put(policy(access_policy)).await);
+        self.practitioner(json!({"membership":
+            {"accessPolicy": {"reference": format!("AccessPolicy/{p}")}}}))
+            .await
+    }
+
     /// A SmartAppLaunch of the clinic about patient A.
     async fn launch_for_a(&self) -> String {
         id(&self
@@ -420,23 +441,11 @@ e2e!(granular_scopes_hide_other_categories, |srv| async move {
 
 e2e!(scopes_never_widen_the_policy, |srv| async move {
     let c = Clinic::new(&srv).await;
-    // A user whose policy reads final Observations only.
-    let email = format!("ro-{}@example.org", &oxmed_repo::meta::new_id()[24..]);
-    let p =
-        c.t.put(policy(
-            json!([{"resourceType": "Observation", "readonly": true,
-            "criteria": "Observation?category=laboratory"}]),
-        ))
+    // A user whose policy reads laboratory Observations only.
+    let email = c
+        .member_with(json!([{"resourceType": "Observation", "readonly": true,
+            "criteria": "Observation?category=laboratory"}]))
         .await;
-    invite(
-        &srv,
-        &c.admin,
-        &c.t.project,
-        &json!({"resourceType": "Practitioner", "firstName": "Read", "lastName": "Only",
-            "email": email, "password": PASSWORD, "sendEmail": false,
-            "membership": {"accessPolicy": {"reference": format!("AccessPolicy/{}", id(&p))}}}),
-    )
-    .await;
     let app = signed_in(&srv, &email, "openid user/*.cruds", None).await;
     assert_eq!(
         app.ids("Observation").await,
@@ -783,20 +792,10 @@ e2e!(
         );
 
         // A member whose policy hides patient A cannot pick A.
-        let email = format!("narrow-{}@example.org", &oxmed_repo::meta::new_id()[24..]);
-        let p =
-            c.t.put(policy(json!([{"resourceType": "Patient",
-            "criteria": format!("Patient?_id={}", c.b)}, {"resourceType": "Observation"}])))
-                .await;
-        invite(
-            &srv,
-            &c.admin,
-            &c.t.project,
-            &json!({"resourceType": "Practitioner", "firstName": "Nar", "lastName": "Row",
-            "email": email, "password": PASSWORD, "sendEmail": false,
-            "membership": {"accessPolicy": {"reference": format!("AccessPolicy/{}", id(&p))}}}),
-        )
-        .await;
+        let email = c
+            .member_with(json!([{"resourceType": "Patient",
+                "criteria": format!("Patient?_id={}", c.b)}, {"resourceType": "Observation"}]))
+            .await;
         let (r, _) = start(&email).await;
         let login = r.body["login"].as_str().unwrap().to_owned();
         assert_eq!(choose(&login, &c.a).await.outcome(400), "Patient not found");
@@ -955,5 +954,106 @@ e2e!(
             assert_eq!(r.status, 400, "{alg:?}: {}", r.text);
             assert_eq!(r.body["error"], "invalid_scope");
         }
+    }
+);
+
+e2e!(a_scoped_token_has_no_admin_powers, |srv| async move {
+    let c = Clinic::new(&srv).await;
+    let admin_call = |token: String, headers: Vec<(&'static str, String)>| {
+        let (srv, project) = (&srv, c.t.project.clone());
+        async move {
+            let mut req = srv
+                .plain
+                .get(format!("{}admin/projects/{project}", srv.base))
+                .bearer_auth(token);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    // The admin client without SMART scopes is an admin; with them it is an app.
+    let grant = |scope: &'static str| {
+        let (srv, id, secret) = (&srv, c.admin.client_id.clone(), c.admin.secret.clone());
+        async move {
+            let r = form(
+                srv,
+                "oauth2/token",
+                &[("grant_type", "client_credentials"), ("scope", scope)],
+                Some((&id, &secret)),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            r.body["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(admin_call(grant("openid").await, vec![]).await, 200);
+    let scoped = grant("system/*.rs").await;
+    assert_eq!(admin_call(scoped.clone(), vec![]).await, 403);
+    // Nor can it act for a member whose policy is wider than its scopes.
+    let obo = Member::with_token(&srv, &scoped)
+        .call_with(
+            reqwest::Method::POST,
+            "Observation",
+            Some(&observation(&c.a, "laboratory")),
+            &[(
+                "x-medplum-on-behalf-of",
+                &format!("ProjectMembership/{}", c.admin.membership),
+            )],
+        )
+        .await;
+    assert_eq!(obo.status, 403, "{}", obo.text);
+    // It still reads within its scopes.
+    assert_eq!(
+        Member::with_token(&srv, &scoped)
+            .ids("Observation")
+            .await
+            .len(),
+        4
+    );
+
+    // A user admin's app likewise.
+    let email = c.practitioner(json!({"admin": true})).await;
+    let full = token_response(&srv, &email, "openid", None).await.unwrap();
+    assert_eq!(
+        admin_call(full["access_token"].as_str().unwrap().to_owned(), vec![]).await,
+        200
+    );
+    let app = token_response(&srv, &email, "openid user/*.cruds", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        admin_call(app["access_token"].as_str().unwrap().to_owned(), vec![]).await,
+        403
+    );
+});
+
+e2e!(
+    the_patient_picker_waits_for_the_second_factor,
+    |srv| async move {
+        let c = Clinic::new(&srv).await;
+        let email = c.practitioner(json!({"mfaRequired": true})).await;
+        // Signs in with this scope and tries to pick patient A: the two answers.
+        let pick = |email: String, scope: &'static str| {
+            let (srv, a) = (&srv, c.a.clone());
+            async move {
+                let login = json_post(
+                    srv,
+                    "auth/login",
+                    &json!({"email": email, "password": PASSWORD, "scope": scope}),
+                )
+                .await;
+                let id = login.body["login"].as_str().unwrap_or_default().to_owned();
+                let pick =
+                    json_post(srv, "auth/patient", &json!({"login": id, "patient": a})).await;
+                (login, pick)
+            }
+        };
+        let (login, r) = pick(email, "openid launch/patient patient/*.rs").await;
+        assert_eq!(login.body["mfaEnrollRequired"], true, "{}", login.text);
+        assert_eq!(r.outcome(400), "Login requires MFA");
+        // A login that did not ask for a patient cannot pick one.
+        let (_, r) = pick(c.email.clone(), "openid patient/*.rs").await;
+        assert_eq!(r.outcome(400), "Patient not requested");
     }
 );

@@ -108,7 +108,9 @@ pub async fn cors_layer(State(state): State<AppState>, req: Request<Body>, next:
         set(resp.headers_mut(), header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
         return resp;
     }
-    let (client, req) = match client_of(&state, req).await {
+    // Only a token endpoint's form names its client; a FHIR form search is left unread.
+    let token_form = req.uri().path().contains("/oauth2/");
+    let (client, req) = match client_of(&state, req, token_form).await {
         Ok(found) => found,
         Err(resp) => return resp,
     };
@@ -132,6 +134,7 @@ pub async fn cors_layer(State(state): State<AppState>, req: Request<Body>, next:
 async fn client_of(
     state: &AppState,
     req: Request<Body>,
+    token_form: bool,
 ) -> Result<(Option<String>, Request<Body>), Response> {
     let authorization = req
         .headers()
@@ -154,7 +157,7 @@ async fn client_of(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-    if req.method() != Method::POST || !form {
+    if !token_form || req.method() != Method::POST || !form {
         return Ok((None, req));
     }
     let (parts, body) = req.into_parts();
