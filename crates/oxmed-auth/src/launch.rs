@@ -64,7 +64,8 @@ impl Auth {
     }
 
     /// The context of a Login of `membership`: its launch's patient and encounter (a launch of
-    /// another project counts for nothing), else the member's own Patient profile.
+    /// another project, or about a patient the member may not read, counts for nothing), else
+    /// the member's own Patient profile.
     pub async fn launch_context(
         &self,
         login: &Login,
@@ -80,6 +81,15 @@ impl Auth {
         {
             let value = parse_stored(&stored)?;
             let patient = reference_of(&value, "/patient/reference", "Patient");
+            if let Some(p) = &patient
+                && !self.member_reads_patient(membership, p).await?
+            {
+                tracing::warn!(
+                    launch,
+                    "a launch's patient the member may not read: no context"
+                );
+                return Ok(LaunchContext::default());
+            }
             if patient.is_some() {
                 return Ok(LaunchContext {
                     patient,
@@ -160,7 +170,16 @@ impl Auth {
         let Some((membership, project)) = self.membership_and_project(membership_id).await? else {
             return Err(AuthFailure::invalid("Profile not found"));
         };
-        let access = match self.access_control(&membership, &project).await? {
+        self.member_request_context(&membership, &project).await
+    }
+
+    /// What a member's own FHIR requests may see: their policy (unscoped) and project view.
+    async fn member_request_context(
+        &self,
+        membership: &ProjectMembership,
+        project: &crate::identity::Project,
+    ) -> Result<RequestContext> {
+        let access = match self.access_control(membership, project).await? {
             Ok(a) => a,
             Err(e) => return Err(AuthFailure::invalid(e.to_string())),
         };
@@ -170,9 +189,38 @@ impl Auth {
             access: Some(access),
             on_behalf_of: None,
             extended: false,
-            view: self.project_view(&project).await?,
+            view: self.project_view(project).await?,
             check_references: false,
         })
+    }
+
+    /// Whether the member may read `Patient/<id>` (a launch's patient must be one they see).
+    async fn member_reads_patient(
+        &self,
+        membership: &ProjectMembership,
+        patient: &str,
+    ) -> Result<bool> {
+        let Some(id) = patient.strip_prefix("Patient/") else {
+            return Ok(false);
+        };
+        let Some((_, project)) = self.membership_and_project(membership.id()).await? else {
+            return Ok(false);
+        };
+        let ctx = match self.member_request_context(membership, &project).await {
+            Ok(ctx) => ctx,
+            Err(AuthFailure::Invalid(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match self.repo().read(&ctx, "Patient", id).await {
+            Ok(_) => Ok(true),
+            Err(
+                RepoError::NotFound(_)
+                | RepoError::Gone(_)
+                | RepoError::Forbidden
+                | RepoError::Invalid(_),
+            ) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Whether a Login at its code must first pick the patient of a standalone launch: it asks

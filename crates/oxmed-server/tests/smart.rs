@@ -800,6 +800,18 @@ e2e!(
         let login = r.body["login"].as_str().unwrap().to_owned();
         assert_eq!(choose(&login, &c.a).await.outcome(400), "Patient not found");
         assert_eq!(choose(&login, &c.b).await.status, 200);
+        // Nor does an EHR launch about A give that member A's context.
+        let launch = c.launch_for_a().await;
+        let tokens = token_response(&srv, &email, "openid launch patient/*.rs", Some(&launch))
+            .await
+            .expect("sign-in");
+        assert!(tokens.get("patient").is_none(), "{tokens}");
+        let app = Member::with_token(&srv, tokens["access_token"].as_str().unwrap());
+        assert!(
+            app.get("Observation").await.body["entry"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+        );
 
         // A Patient's own sign-in needs no choice: they are the context.
         let patient_email = format!("self-{}@example.org", &oxmed_repo::meta::new_id()[24..]);
