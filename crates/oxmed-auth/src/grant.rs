@@ -363,7 +363,7 @@ impl Auth {
         refresh_secret: Option<&str>,
     ) -> Result<Value> {
         let user = self.user_of(&login.user).await?;
-        let context = self.launch_context(login, s.membership).await?;
+        let context = self.launch_context(login, s.membership, s.project).await?;
         self.token_response(&Grant {
             login_id,
             user: &login.user,

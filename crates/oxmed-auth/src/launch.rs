@@ -7,7 +7,7 @@ use oxmed_repo::{RepoError, RequestContext, SearchOptions, parse_stored};
 use serde_json::Value;
 
 use crate::failure::{AuthFailure, Result};
-use crate::identity::{Login, ProjectMembership, Reference};
+use crate::identity::{Login, Project, ProjectMembership, Reference};
 use crate::login::LoginResult;
 use crate::service::Auth;
 
@@ -70,6 +70,7 @@ impl Auth {
         &self,
         login: &Login,
         membership: &ProjectMembership,
+        project: &Project,
     ) -> Result<LaunchContext> {
         if let Some(launch) = login
             .launch
@@ -77,12 +78,12 @@ impl Auth {
             .and_then(|l| l.id_of("SmartAppLaunch"))
             && let Some(stored) = self.repo().system_read("SmartAppLaunch", launch).await?
             && !stored.deleted
-            && Some(stored.project.as_str()) == membership.project_id()
+            && stored.project == project.id()
         {
             let value = parse_stored(&stored)?;
             let patient = reference_of(&value, "/patient/reference", "Patient");
             if let Some(p) = &patient
-                && !self.member_reads_patient(membership, p).await?
+                && !self.member_reads_patient(membership, project, p).await?
             {
                 tracing::warn!(
                     launch,
@@ -177,7 +178,7 @@ impl Auth {
     async fn member_request_context(
         &self,
         membership: &ProjectMembership,
-        project: &crate::identity::Project,
+        project: &Project,
     ) -> Result<RequestContext> {
         let access = match self.access_control(membership, project).await? {
             Ok(a) => a,
@@ -198,15 +199,13 @@ impl Auth {
     async fn member_reads_patient(
         &self,
         membership: &ProjectMembership,
+        project: &Project,
         patient: &str,
     ) -> Result<bool> {
         let Some(id) = patient.strip_prefix("Patient/") else {
             return Ok(false);
         };
-        let Some((_, project)) = self.membership_and_project(membership.id()).await? else {
-            return Ok(false);
-        };
-        let ctx = match self.member_request_context(membership, &project).await {
+        let ctx = match self.member_request_context(membership, project).await {
             Ok(ctx) => ctx,
             Err(AuthFailure::Invalid(_)) => return Ok(false),
             Err(e) => return Err(e),

@@ -329,7 +329,7 @@ impl Auth {
                     return Ok(Session::Invalid);
                 };
                 let access = self.session_access(&membership, &project).await?;
-                let context = self.launch_context(&login, &membership).await?;
+                let context = self.launch_context(&login, &membership, &project).await?;
                 let scope = login.scope.clone().unwrap_or_default();
                 let access = scoped(
                     access,
