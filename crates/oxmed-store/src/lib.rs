@@ -67,6 +67,18 @@ impl Store {
         }
     }
 
+    /// A SQLite store whose reads move off the async worker after `inline_budget` (see
+    /// [`sqlite::SqliteStore::open_with_inline_budget`]).
+    pub fn open_sqlite_with_inline_budget(
+        path: &str,
+        inline_budget: std::time::Duration,
+    ) -> Result<Store, StoreError> {
+        Ok(Store::Sqlite(sqlite::SqliteStore::open_with_inline_budget(
+            path,
+            inline_budget,
+        )?))
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self {
             Store::Sqlite(_) => "sqlite",

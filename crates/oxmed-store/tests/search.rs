@@ -125,8 +125,15 @@ fn fixture_ids(resource_type: &str) -> Vec<String> {
 /// Asserts the matches of `clauses` in project A, and that the in-memory matcher agrees on
 /// every resource of the type.
 async fn check(db: &Db, resource_type: &str, clauses: Vec<Clause>, expected: &[&str]) {
+    let moved = db.reads_moved();
     let found = find(db, A, resource_type, clauses.clone()).await;
     assert_eq!(found, sorted(expected), "{resource_type} {clauses:?}");
+    if db.offloaded {
+        assert!(
+            db.reads_moved() > moved,
+            "the search did not move off the worker"
+        );
+    }
     let by_sql = db
         .store
         .matching_ids(A, resource_type, &clauses, None)

@@ -145,27 +145,12 @@ impl PgStore {
             None => None,
         };
         let (page, next_cursor) = plan.finish(rows);
-        let mut includes = Includes::new(
-            Dialect::Postgres,
-            &filter,
-            request,
-            restriction,
-            page.iter().map(|(rid, _)| *rid),
-        );
-        let mut sources: Vec<(i64, String)> = page
-            .iter()
-            .map(|(rid, r)| (*rid, r.resource_type.clone()))
-            .collect();
+        let mut includes = Includes::new(Dialect::Postgres, &filter, request, restriction, &page);
         let mut included = Vec::new();
-        while let Some(statement) = includes.next(&sources)? {
+        while let Some(statement) = includes.next()? {
             let rows = query_typed(Conn::Client(client), &statement).await?;
             let rows = rows.iter().map(with_rid).collect::<Result<Vec<_>, _>>()?;
-            let fresh = includes.fresh(rows);
-            sources = fresh
-                .iter()
-                .map(|(rid, r)| (*rid, r.resource_type.clone()))
-                .collect();
-            included.extend(fresh.into_iter().map(|(_, r)| r));
+            included.extend(includes.fresh(rows));
         }
         Ok(SearchResult {
             matches: page.into_iter().map(|(_, r)| r).collect(),

@@ -30,34 +30,36 @@ pub(crate) struct Includes<'a> {
     restriction: Option<&'a Restriction>,
     level: usize,
     seen: HashSet<i64>,
+    /// (`rid`, type) of what the next level starts from: the page, then what the last level
+    /// added.
+    sources: Vec<(i64, String)>,
 }
 
 impl<'a> Includes<'a> {
-    /// `matches`: the rids of the page, never included again.
+    /// `page`: the matches, where the first level starts and which are never included again.
     pub(crate) fn new(
         dialect: Dialect,
         projects: &'a ProjectFilter,
         request: &'a SearchRequest,
         restriction: Option<&'a Restriction>,
-        matches: impl IntoIterator<Item = i64>,
+        page: &[(i64, StoredResource)],
     ) -> Includes<'a> {
         Includes {
+            sources: sources(page),
             dialect,
             projects,
             include: &request.include,
             revinclude: &request.revinclude,
             restriction,
             level: 0,
-            seen: matches.into_iter().collect(),
+            seen: page.iter().map(|(rid, _)| *rid).collect(),
         }
     }
 
-    /// The statement of the next level, over `sources` (`rid`, type): the page first, then
-    /// what the previous level added. `None` when there is nothing more to include.
-    pub(crate) fn next(
-        &mut self,
-        sources: &[(i64, String)],
-    ) -> Result<Option<Statement>, StoreError> {
+    /// The statement of the next level, over the page first, then what the previous level
+    /// added ([`Includes::fresh`]). `None` when there is nothing more to include.
+    pub(crate) fn next(&mut self) -> Result<Option<Statement>, StoreError> {
+        let sources = &self.sources;
         if sources.is_empty() || self.level > MAX_LEVELS {
             return Ok(None);
         }
@@ -106,14 +108,16 @@ impl<'a> Includes<'a> {
         }))
     }
 
-    /// Keeps the rows not seen at an earlier level (or twice in this one), in `rid` order.
+    /// The rows of a level not seen at an earlier level (or twice in this one), in `rid`
+    /// order; the next level starts from them.
     pub(crate) fn fresh(
         &mut self,
         mut rows: Vec<(i64, StoredResource)>,
-    ) -> Vec<(i64, StoredResource)> {
+    ) -> impl Iterator<Item = StoredResource> {
         rows.sort_by_key(|(rid, _)| *rid);
         rows.retain(|(rid, _)| self.seen.insert(*rid));
-        rows
+        self.sources = sources(&rows);
+        rows.into_iter().map(|(_, r)| r)
     }
 
     /// The rows `r` visible as included resources of `scope`: live, in the project, allowed by
@@ -183,6 +187,12 @@ impl<'a> Includes<'a> {
             crate::schema::RESOURCE_COLUMNS
         )))
     }
+}
+
+fn sources(rows: &[(i64, StoredResource)]) -> Vec<(i64, String)> {
+    rows.iter()
+        .map(|(rid, r)| (*rid, r.resource_type.clone()))
+        .collect()
 }
 
 /// `(c1, c2, ...)`: the include's parameter, or for `*` every reference parameter of the

@@ -2,6 +2,7 @@
 //! writes in groups, a pool of reader connections, and checkpoints on a thread of their own so
 //! that no request waits for one.
 
+mod readers;
 mod writer;
 
 use std::path::Path;
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use oxmed_fhir::search::{Clause, Restriction, SearchRequest};
 
@@ -21,6 +22,8 @@ use crate::search::include::Includes;
 use crate::search::{Counting, KeyKind, KeyValue, PageRow, SearchResult, Statement};
 use crate::sql::SqlValue;
 use crate::{HistoryQuery, StoreError, StoredResource, WriteOp, WriteOutcome};
+pub use readers::INLINE_BUDGET;
+use readers::{MMAP_SIZE, Readers};
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -28,34 +31,25 @@ pub struct SqliteStore {
 }
 
 struct Inner {
-    path: String,
     keys: Arc<ProjectKeys>,
-    readers: Mutex<Vec<Connection>>,
-    /// Bounds the readers running on the blocking pool, so that the connections they use stay
-    /// open between requests instead of being opened and closed under load.
-    blocking_readers: tokio::sync::Semaphore,
+    readers: Arc<Readers>,
     writer: Mutex<Option<writer::WriterHandle>>,
     checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
     closing: Arc<AtomicBool>,
 }
 
-/// How much of the database file is read through a memory map: all of it. Reading past the map
-/// costs a syscall and a copy per page; the map costs address space only, and the OS page cache
-/// it reads is shared by every connection. (The build raises SQLite's own cap to match: see
-/// `.cargo/config.toml`.)
-const MMAP_SIZE: i64 = 1 << 40;
-
-/// Readers that may run on the blocking pool at once. SQLite readers are CPU-bound once pages are
-/// cached, so more than a few per core only queue in the kernel instead of here.
-const BLOCKING_READERS: usize = 16;
-
-/// Readers kept open for reuse: the blocking ones plus the point reads that run directly on the
-/// async worker threads (one per core at most). A connection is opened when none is free and
-/// closed on return only beyond this; reopening costs a file mapping and its statement cache.
-const POOL_SIZE: usize = BLOCKING_READERS + 16;
-
 impl SqliteStore {
     pub fn open(path: &str) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with_inline_budget(path, INLINE_BUDGET)
+    }
+
+    /// [`SqliteStore::open`] with another limit on how long a read may run on the calling async
+    /// worker before it moves to the blocking pool (zero: every read of more than a few SQLite
+    /// instructions moves; the tests use it to run every search through the move).
+    pub fn open_with_inline_budget(
+        path: &str,
+        inline_budget: Duration,
+    ) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = Path::new(path).parent()
             && !dir.as_os_str().is_empty()
         {
@@ -70,10 +64,8 @@ impl SqliteStore {
         let checkpointer = spawn_checkpointer(path.to_owned(), closing.clone())?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
-                path: path.to_owned(),
                 keys,
-                readers: Mutex::new(Vec::new()),
-                blocking_readers: tokio::sync::Semaphore::new(BLOCKING_READERS),
+                readers: Arc::new(Readers::new(path, inline_budget)),
                 writer: Mutex::new(Some(writer)),
                 checkpointer: Mutex::new(Some(checkpointer)),
                 closing,
@@ -81,37 +73,16 @@ impl SqliteStore {
         })
     }
 
-    fn with_reader<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let conn = self.inner.readers.lock().pop();
-        let conn = match conn {
-            Some(c) => c,
-            None => open_reader(&self.inner.path)?,
-        };
-        let result = f(&conn);
-        let mut pool = self.inner.readers.lock();
-        if pool.len() < POOL_SIZE {
-            pool.push(conn);
-        }
-        result
-    }
-
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let _permit = self
-            .inner
-            .blocking_readers
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Corrupt("the store is closed".into()))?;
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.with_reader(f))
-            .await
-            .map_err(|e| StoreError::Corrupt(format!("reader task failed: {e}")))?
+        self.inner.readers.blocking(f).await
+    }
+
+    /// How many reads overran the inline budget and ran again on the blocking pool.
+    pub fn reads_moved_off_worker(&self) -> u64 {
+        self.inner.readers.overruns()
     }
 
     /// A point read, run on the calling thread: an indexed lookup is cheaper than a hop to the
@@ -121,35 +92,37 @@ impl SqliteStore {
         resource_type: &str,
         id: &str,
     ) -> Result<Option<StoredResource>, StoreError> {
-        self.with_reader(|c| read_current(c, resource_type, id))
+        self.inner
+            .readers
+            .with_reader(|c| read_current(c, resource_type, id))
     }
 
+    /// A point read of one version, like [`SqliteStore::read`] on the calling thread.
     pub async fn read_version(
         &self,
         resource_type: &str,
         id: &str,
         version_id: &str,
     ) -> Result<Option<StoredResource>, StoreError> {
-        let (t, i, v) = (
-            resource_type.to_owned(),
-            id.to_owned(),
-            version_id.to_owned(),
-        );
-        self.blocking(move |c| {
+        self.inner.readers.with_reader(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {RESOURCE_COLUMNS} FROM resource_history r WHERE r.resource_type = ?1 AND r.id = ?2 AND r.version_id = ?3"
             ))?;
-            Ok(stmt.query_row(params![t, i, v], row_to_resource).optional()?)
+            Ok(stmt
+                .query_row(params![resource_type, id, version_id], row_to_resource)
+                .optional()?)
         })
-        .await
     }
 
     pub async fn history(&self, query: HistoryQuery) -> Result<Vec<StoredResource>, StoreError> {
-        self.blocking(move |c| {
+        let run = |c: &Connection, query: &HistoryQuery| {
             let (sql, params) = query.to_sql(Dialect::Sqlite);
             query_resources(c, &sql, &params)
-        })
-        .await
+        };
+        if let Some(result) = self.inner.readers.within_budget(|c| run(c, &query)) {
+            return result;
+        }
+        self.blocking(move |c| run(c, &query)).await
     }
 
     /// The live resources of `project`'s view (see [`ProjectView`]) that match `request`.
@@ -160,53 +133,20 @@ impl SqliteStore {
         request: &SearchRequest,
         restriction: Option<Arc<Restriction>>,
     ) -> Result<SearchResult, StoreError> {
+        let keys = &self.inner.keys;
+        let here = self
+            .inner
+            .readers
+            .within_budget(|c| search_in(c, keys, project, view, request, restriction.as_deref()));
+        if let Some(result) = here {
+            return result;
+        }
         let keys = self.inner.keys.clone();
         let project = project.to_owned();
         let view = view.clone();
         let request = request.clone();
         self.blocking(move |c| {
-            let restriction = restriction.as_deref();
-            let Some(filter) = project_filter(c, &keys, &project, &view)? else {
-                return crate::search::nothing(Dialect::Sqlite, &request, restriction);
-            };
-            let plan = crate::search::plan(Dialect::Sqlite, &filter, &request, restriction)?;
-            let rows = match &plan.page {
-                Some(page) => query_page(c, page, &plan.kinds)?,
-                None => Vec::new(),
-            };
-            let total = match &plan.count {
-                Some((count, Counting::Count)) => Some(count_rows(c, count)?),
-                // SQLite has no estimate; the plan never asks it for one.
-                Some((_, Counting::Explain)) => None,
-                None => None,
-            };
-            let (page, next_cursor) = plan.finish(rows);
-            let mut includes = Includes::new(
-                Dialect::Sqlite,
-                &filter,
-                &request,
-                restriction,
-                page.iter().map(|(rid, _)| *rid),
-            );
-            let mut sources: Vec<(i64, String)> = page
-                .iter()
-                .map(|(rid, r)| (*rid, r.resource_type.clone()))
-                .collect();
-            let mut included = Vec::new();
-            while let Some(statement) = includes.next(&sources)? {
-                let fresh = includes.fresh(query_with_rid(c, &statement.sql, &statement.params)?);
-                sources = fresh
-                    .iter()
-                    .map(|(rid, r)| (*rid, r.resource_type.clone()))
-                    .collect();
-                included.extend(fresh.into_iter().map(|(_, r)| r));
-            }
-            Ok(SearchResult {
-                matches: page.into_iter().map(|(_, r)| r).collect(),
-                included,
-                total,
-                next_cursor,
-            })
+            search_in(c, &keys, &project, &view, &request, restriction.as_deref())
         })
         .await
     }
@@ -316,7 +256,7 @@ impl SqliteStore {
             }
         })
         .await;
-        self.inner.readers.lock().clear();
+        self.inner.readers.clear();
     }
 }
 
@@ -342,22 +282,6 @@ fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
-}
-
-fn open_reader(path: &str) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI,
-    )?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.set_prepared_statement_cache_capacity(64);
-    // Readers map the file instead of copying pages into a private cache each: the OS page cache
-    // is shared by all of them and is not the process's private memory.
-    conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
-    conn.pragma_update(None, "cache_size", -1024)?;
-    Ok(conn)
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -422,6 +346,43 @@ fn resource_at(row: &Row<'_>, i: usize) -> rusqlite::Result<StoredResource> {
         last_updated: row.get(i + 4)?,
         deleted: row.get(i + 5)?,
         content: row.get(i + 6)?,
+    })
+}
+
+/// One search, with its includes, on one connection.
+fn search_in(
+    c: &Connection,
+    keys: &ProjectKeys,
+    project: &str,
+    view: &ProjectView,
+    request: &SearchRequest,
+    restriction: Option<&Restriction>,
+) -> Result<SearchResult, StoreError> {
+    let Some(filter) = project_filter(c, keys, project, view)? else {
+        return crate::search::nothing(Dialect::Sqlite, request, restriction);
+    };
+    let plan = crate::search::plan(Dialect::Sqlite, &filter, request, restriction)?;
+    let rows = match &plan.page {
+        Some(page) => query_page(c, page, &plan.kinds)?,
+        None => Vec::new(),
+    };
+    let total = match &plan.count {
+        Some((count, Counting::Count)) => Some(count_rows(c, count)?),
+        // SQLite has no estimate; the plan never asks it for one.
+        Some((_, Counting::Explain)) => None,
+        None => None,
+    };
+    let (page, next_cursor) = plan.finish(rows);
+    let mut includes = Includes::new(Dialect::Sqlite, &filter, request, restriction, &page);
+    let mut included = Vec::new();
+    while let Some(statement) = includes.next()? {
+        included.extend(includes.fresh(query_with_rid(c, &statement.sql, &statement.params)?));
+    }
+    Ok(SearchResult {
+        matches: page.into_iter().map(|(_, r)| r).collect(),
+        included,
+        total,
+        next_cursor,
     })
 }
 
@@ -580,27 +541,4 @@ fn count_rows(c: &Connection, count: &Statement) -> Result<u64, StoreError> {
         None => 0,
     };
     Ok(u64::try_from(n).unwrap_or(0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The whole file is mapped: SQLite's default build would cap the map at 2 GiB and quietly
-    /// answer with that, so this fails if the build flag in `.cargo/config.toml` is lost.
-    #[test]
-    fn readers_map_the_whole_file() {
-        let dir = std::env::temp_dir().join(format!("oxmed-mmap-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("oxmed.db");
-        let path = path.to_str().unwrap();
-        drop(Connection::open(path).unwrap());
-        let conn = open_reader(path).unwrap();
-        let size: i64 = conn
-            .query_row("PRAGMA mmap_size", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(size, MMAP_SIZE);
-        drop(conn);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 }

@@ -24,7 +24,20 @@ pub struct Db {
     pub store: Store,
     pub url: String,
     pub backend: Backend,
+    /// Every search of this SQLite store runs again on the blocking pool (see
+    /// [`sqlite_offloaded`]).
+    pub offloaded: bool,
     _dir: Option<TempDir>,
+}
+
+impl Db {
+    /// Searches of a SQLite store that overran the inline budget so far.
+    pub fn reads_moved(&self) -> u64 {
+        match &self.store {
+            Store::Sqlite(s) => s.reads_moved_off_worker(),
+            Store::Postgres(_) => 0,
+        }
+    }
 }
 
 pub struct TempDir(PathBuf);
@@ -43,6 +56,22 @@ pub async fn sqlite() -> Db {
         store: Store::open(&url).await.unwrap(),
         url,
         backend: Backend::Sqlite,
+        offloaded: false,
+        _dir: Some(TempDir(dir)),
+    }
+}
+
+/// A SQLite store whose every search is interrupted on the async worker and run again on the
+/// blocking pool (an inline budget of zero): the same answers must come out.
+pub async fn sqlite_offloaded() -> Db {
+    let dir = std::env::temp_dir().join(format!("oxmed-search-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("t.db").display().to_string();
+    Db {
+        store: Store::open_sqlite_with_inline_budget(&path, std::time::Duration::ZERO).unwrap(),
+        url: format!("sqlite://{path}"),
+        backend: Backend::Sqlite,
+        offloaded: true,
         _dir: Some(TempDir(dir)),
     }
 }
@@ -74,11 +103,13 @@ pub async fn postgres() -> Option<Db> {
         store: Store::open(&url).await.unwrap(),
         url,
         backend: Backend::Postgres,
+        offloaded: false,
         _dir: None,
     })
 }
 
-/// `both!(name, |db| async move { ... })`: a test on SQLite and one on PostgreSQL.
+/// `both!(name, |db| async move { ... })`: a test on SQLite and one on PostgreSQL (and one on
+/// SQLite with every search moved off the async worker).
 #[macro_export]
 macro_rules! both {
     ($name:ident, |$db:ident| $body:expr) => {
@@ -89,6 +120,12 @@ macro_rules! both {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sqlite() {
                 let $db = common::sqlite().await;
+                $body.await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite_offloaded() {
+                let $db = common::sqlite_offloaded().await;
                 $body.await;
             }
 
