@@ -8,7 +8,7 @@
 //! a variable other than `%before`, `%after` and `%resource` never holds.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use oxmed_fhir::definitions::Definitions;
 use oxmed_fhir::fhirpath::{self, Expression};
@@ -91,8 +91,9 @@ pub struct TypeRules {
     pub rules: Vec<Rule>,
     /// Every field some entry of the type hides, once each: when empty, results need no look.
     hidden: Vec<String>,
-    /// The top-level elements that the criteria of the type's entries look at; `None` when
-    /// that cannot be told (a parameter without an element path), so a resource is read whole.
+    /// The top-level elements (and members of `meta`, as `meta.account`) that the criteria of
+    /// the type's entries look at; `None` when that cannot be told (a parameter without an
+    /// element path), so a resource is read whole.
     fields: Option<Vec<String>>,
     /// The search parameters whose values the criteria of the type's entries read: extracted
     /// once per decision, however many entries are tried.
@@ -107,7 +108,13 @@ fn add_param_fields(resource_type: &str, code: &str, out: &mut Vec<String>) -> O
         return None;
     }
     for p in paths {
-        add_field(out, p.split('.').next().unwrap_or_default());
+        let mut steps = p.split('.');
+        match (steps.next(), steps.next()) {
+            // `meta` is read in part: its members are never choice or repeated paths apart.
+            (Some("meta"), Some(member)) => add_field(out, &format!("meta.{member}")),
+            (Some(first), _) => add_field(out, first),
+            (None, _) => {}
+        }
     }
     Some(())
 }
@@ -139,7 +146,7 @@ fn criteria_fields(resource_type: &str, rules: &[Rule]) -> Option<Vec<String>> {
         for condition in clauses.iter().flat_map(|c| c.any.iter()) {
             match condition {
                 Condition::Id(_) => add_field(&mut out, "id"),
-                Condition::LastUpdated(_) => add_field(&mut out, "meta"),
+                Condition::LastUpdated(_) => add_field(&mut out, "meta.lastUpdated"),
                 Condition::Param { code, .. } | Condition::Missing { code, .. } => {
                     add_param_fields(resource_type, code, &mut out)?;
                 }
@@ -147,7 +154,8 @@ fn criteria_fields(resource_type: &str, rules: &[Rule]) -> Option<Vec<String>> {
                     // The Patient compartment of a Patient is the Patient itself, by id; any
                     // compartment may be one of the resource's accounts, in its meta.
                     add_field(&mut out, "id");
-                    add_field(&mut out, "meta");
+                    add_field(&mut out, "meta.account");
+                    add_field(&mut out, "meta.accounts");
                     for code in patient_compartment_params(resource_type) {
                         add_param_fields(resource_type, code, &mut out)?;
                     }
@@ -159,12 +167,31 @@ fn criteria_fields(resource_type: &str, rules: &[Rule]) -> Option<Vec<String>> {
     Some(out)
 }
 
+/// [`TypeRules`] from the cache, or built for a name that has no place in it.
+pub enum RulesRef<'a> {
+    Cached(&'a Arc<TypeRules>),
+    Fresh(Arc<TypeRules>),
+}
+
+impl std::ops::Deref for RulesRef<'_> {
+    type Target = TypeRules;
+
+    fn deref(&self) -> &TypeRules {
+        match self {
+            RulesRef::Cached(r) => r,
+            RulesRef::Fresh(r) => r,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct AccessControl {
     policy: EffectivePolicy,
     super_admin: bool,
     project_admin: bool,
-    rules: RwLock<HashMap<String, Arc<TypeRules>>>,
+    /// The rules of each resource type, built when first asked for, by
+    /// `Definitions::resource_type_index`: read on every request, so without a lock.
+    rules: Box<[OnceLock<Arc<TypeRules>>]>,
     restriction: OnceLock<Arc<Restriction>>,
 }
 
@@ -234,7 +261,9 @@ impl AccessControl {
             policy,
             super_admin,
             project_admin,
-            rules: RwLock::new(HashMap::new()),
+            rules: (0..Definitions::global().resource_type_count())
+                .map(|_| OnceLock::new())
+                .collect(),
             restriction: OnceLock::new(),
         }
     }
@@ -265,14 +294,25 @@ impl AccessControl {
 
     /// The entries that apply to `resource_type`, criteria parsed (cached).
     pub fn rules(&self, resource_type: &str) -> Arc<TypeRules> {
-        if let Some(r) = self
-            .rules
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(resource_type)
-        {
-            return r.clone();
+        match self.rules_ref(resource_type) {
+            RulesRef::Cached(r) => r.clone(),
+            RulesRef::Fresh(r) => r,
         }
+    }
+
+    /// The rules of a type, borrowed when they are cached (every resource type; a name that
+    /// is none is built each time: callers pick names).
+    fn rules_ref(&self, resource_type: &str) -> RulesRef<'_> {
+        match Definitions::global()
+            .resource_type_index(resource_type)
+            .and_then(|i| self.rules.get(i))
+        {
+            Some(cell) => RulesRef::Cached(cell.get_or_init(|| self.build_rules(resource_type))),
+            None => RulesRef::Fresh(self.build_rules(resource_type)),
+        }
+    }
+
+    fn build_rules(&self, resource_type: &str) -> Arc<TypeRules> {
         let mut rules = Vec::new();
         for (index, entry) in self.policy.resource.iter().enumerate() {
             let applies = entry.resource_type == resource_type
@@ -306,19 +346,12 @@ impl AccessControl {
                 codes_needed(resource_type, c, &mut codes);
             }
         }
-        let built = Arc::new(TypeRules {
+        Arc::new(TypeRules {
             rules,
             hidden,
             fields,
             codes,
-        });
-        let mut map = self.rules.write().unwrap_or_else(|e| e.into_inner());
-        // Types are a closed set of names, but a caller picks them: bound the map anyway.
-        if map.len() > 1024 {
-            map.clear();
-        }
-        map.insert(resource_type.to_owned(), built.clone());
-        built
+        })
     }
 
     /// What searches may see (spec §1.3 "Search"), for every type: for each type the criteria
@@ -349,7 +382,7 @@ impl AccessControl {
         if !self.allows_type(resource_type, interaction) {
             return None;
         }
-        let rules = self.rules(resource_type);
+        let rules = self.rules_ref(resource_type);
         let mut any = Vec::new();
         for rule in &rules.rules {
             if !rule.entry.allows(resource_type, interaction) {
@@ -372,12 +405,12 @@ impl AccessControl {
         &self,
         resource: &Value,
         interaction: Interaction,
-    ) -> Option<(Arc<TypeRules>, usize)> {
+    ) -> Option<(RulesRef<'_>, usize)> {
         let resource_type = resource.get("resourceType").and_then(Value::as_str)?;
         if PROTECTED_TYPES.contains(&resource_type) && !self.super_admin {
             return None;
         }
-        let rules = self.rules(resource_type);
+        let rules = self.rules_ref(resource_type);
         let entries = std::cell::OnceCell::new();
         let at = rules.rules.iter().position(|r| {
             r.entry.allows(resource_type, interaction)
@@ -401,7 +434,7 @@ impl AccessControl {
         if resource_type == "Binary" {
             return true;
         }
-        self.rules(resource_type)
+        self.rules_ref(resource_type)
             .rules
             .iter()
             .find(|r| r.entry.allows(resource_type, interaction))
@@ -416,7 +449,7 @@ impl AccessControl {
         content: &str,
         interaction: Interaction,
     ) -> serde_json::Result<bool> {
-        let rules = self.rules(resource_type);
+        let rules = self.rules_ref(resource_type);
         let value = match &rules.fields {
             Some(fields) => partial::parse(content, fields)?,
             None => serde_json::from_str(content)?,
@@ -431,12 +464,12 @@ impl AccessControl {
 
     /// Whether some entry of the type hides a field, so that read results must be filtered.
     pub fn hides_fields(&self, resource_type: &str) -> bool {
-        !self.rules(resource_type).hidden.is_empty()
+        !self.rules_ref(resource_type).hidden.is_empty()
     }
 
     /// Every field some entry of the type hides: what searches on the type may not look at.
     pub fn hidden_paths(&self, resource_type: &str) -> Vec<String> {
-        self.rules(resource_type).hidden.clone()
+        self.rules_ref(resource_type).hidden.clone()
     }
 
     /// Removes the fields hidden from the reader: those of the first entry the resource
@@ -450,7 +483,7 @@ impl AccessControl {
         else {
             return false;
         };
-        let rules = self.rules(&resource_type);
+        let rules = self.rules_ref(&resource_type);
         if rules.hidden.is_empty() {
             return false;
         }
@@ -496,7 +529,7 @@ impl AccessControl {
                 }
                 None => {
                     if let Some(t) = o.get("resourceType").and_then(Value::as_str) {
-                        paths.extend(self.rules(t).hidden.iter().cloned());
+                        paths.extend(self.rules_ref(t).hidden.iter().cloned());
                     }
                 }
             }
@@ -581,6 +614,63 @@ mod tests {
             ..Default::default()
         };
         AccessControl::new(build(&membership, &project).unwrap(), false, admin)
+    }
+
+    /// Criteria on members of `meta` (accounts, `_lastUpdated`, `_tag`) decide the same on
+    /// stored JSON read in part (`meta` members only) as on the whole resource.
+    #[test]
+    fn criteria_on_meta_decide_the_same_read_in_part() {
+        let c = control(
+            json!({"resourceType": "AccessPolicy", "resource": [
+                {"resourceType": "Observation", "criteria": "Observation?_compartment=Organization/o1"},
+                {"resourceType": "Observation", "criteria": "Observation?_lastUpdated=lt2020-01-01"},
+                {"resourceType": "Observation", "criteria": "Observation?_tag=http://t|a"},
+                {"resourceType": "Observation", "criteria": "Observation?_compartment=Patient/p1"},
+            ]}),
+            false,
+        );
+        let fields = c.rules("Observation").fields.clone().unwrap();
+        assert!(fields.contains(&"meta.account".to_owned()));
+        assert!(fields.contains(&"meta.lastUpdated".to_owned()));
+        assert!(fields.contains(&"meta.tag".to_owned()));
+        assert!(!fields.contains(&"meta".to_owned()));
+        let meta = |extra: Value| {
+            let mut m = json!({"versionId": "1", "lastUpdated": "2024-05-01T00:00:00Z",
+                "project": "proj", "author": {"reference": "Practitioner/p1"}});
+            for (k, v) in extra.as_object().unwrap() {
+                m[k] = v.clone();
+            }
+            m
+        };
+        let cases = [
+            (json!({}), false),
+            (json!({"account": {"reference": "Organization/o1"}}), true),
+            (json!({"account": {"reference": "Organization/o2"}}), false),
+            (
+                json!({"accounts": [{"reference": "Organization/o2"}, {"reference": "Organization/o1"}]}),
+                true,
+            ),
+            (json!({"lastUpdated": "2019-12-31T23:00:00Z"}), true),
+            (json!({"tag": [{"system": "http://t", "code": "a"}]}), true),
+            (json!({"tag": [{"system": "http://t", "code": "b"}]}), false),
+        ];
+        for (extra, want) in cases {
+            let r = json!({"resourceType": "Observation", "id": "x", "meta": meta(extra.clone()),
+                "status": "final", "code": {"text": "t"}, "subject": {"reference": "Patient/p2"}});
+            assert_eq!(c.can(&r, Interaction::Read), want, "{extra}");
+            assert_eq!(
+                c.can_stored("Observation", &r.to_string(), Interaction::Read)
+                    .unwrap(),
+                want,
+                "stored, {extra}"
+            );
+        }
+        let mine = json!({"resourceType": "Observation", "id": "x", "meta": meta(json!({})),
+            "status": "final", "code": {"text": "t"}, "subject": {"reference": "Patient/p1"}});
+        assert!(
+            c.can_stored("Observation", &mine.to_string(), Interaction::Read)
+                .unwrap()
+        );
     }
 
     #[test]

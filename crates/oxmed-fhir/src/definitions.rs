@@ -325,6 +325,8 @@ pub struct Definitions {
     value_sets: Vec<ValueSetDef>,
     value_set_by_url: FastMap<Box<str>, ValueSetId>,
     resource_types: Vec<TypeId>,
+    /// Position in `resource_types` by name.
+    resource_type_index: FastMap<Box<str>, usize>,
     pub(crate) extension_type: TypeId,
     pub(crate) coding_type: TypeId,
     pub(crate) codeable_concept_type: TypeId,
@@ -354,6 +356,17 @@ impl Definitions {
             let t = &self.types[id as usize];
             t.kind == TypeKind::Resource && !t.is_abstract
         })
+    }
+
+    /// The position of a concrete resource type in [`Definitions::resource_types`]: a dense key
+    /// for per-type tables.
+    pub fn resource_type_index(&self, name: &str) -> Option<usize> {
+        self.resource_type_index.get(name).copied()
+    }
+
+    /// How many concrete resource types there are.
+    pub fn resource_type_count(&self) -> usize {
+        self.resource_types.len()
     }
 
     /// The concrete resource types, sorted by name.
@@ -556,6 +569,12 @@ impl Builder {
                 .cmp(&self.types[b as usize].name)
         });
 
+        let resource_type_index = resource_types
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| (self.types[id as usize].name.clone(), i))
+            .collect();
+
         let core = |name: &'static str| {
             self.type_by_name
                 .get(name)
@@ -575,6 +594,7 @@ impl Builder {
             value_sets: self.value_sets,
             value_set_by_url: self.value_set_by_url,
             resource_types,
+            resource_type_index,
             extension_type,
             coding_type,
             codeable_concept_type,
