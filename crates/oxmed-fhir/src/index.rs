@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 
-use crate::fhirpath::Node;
+use crate::fhirpath::{Expression, Node};
 use crate::index_value::{IndexEntry, IndexValue};
 use crate::search_parameter::{SearchParamType, SearchParameter, SearchParameters};
 
@@ -53,12 +53,29 @@ fn extract_filtered(
     let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) else {
         return Vec::new();
     };
+    let params = registry
+        .with_expressions(resource_type)
+        .filter(|(param, _)| wanted(&param.code));
+    extract_params(resource, params, wanted(ACCOUNT_CODE), capacity)
+}
+
+/// The index entries of `resource` for the given parameters (each with its expression for the
+/// resource's type, as [`SearchParameters::with_expressions`] gives them), and its accounts when
+/// `accounts`: for a caller that chose the parameters once for many resources of one type (an
+/// access policy's criteria on reads), so that each decision evaluates those and looks at no
+/// other parameter of the type.
+pub fn extract_params<'p>(
+    resource: &Value,
+    params: impl IntoIterator<Item = (&'p SearchParameter, &'p Expression)>,
+    accounts_too: bool,
+    capacity: usize,
+) -> Vec<IndexEntry> {
     let root = [Node::new(resource)];
     let mut entries = Vec::with_capacity(capacity);
     let mut nodes = Vec::new();
     let mut values = Vec::new();
-    for (param, expression) in registry.with_expressions(resource_type) {
-        if param.kind == SearchParamType::Special || !wanted(&param.code) {
+    for (param, expression) in params {
+        if param.kind == SearchParamType::Special {
             continue;
         }
         nodes.clear();
@@ -82,7 +99,7 @@ fn extract_filtered(
             });
         }
     }
-    if wanted(ACCOUNT_CODE) {
+    if accounts_too {
         accounts(resource, &mut entries);
     }
     entries

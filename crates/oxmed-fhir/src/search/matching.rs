@@ -153,6 +153,36 @@ pub fn patient_compartment_params(resource_type: &str) -> &'static [String] {
         .map_or(&[], Vec::as_slice)
 }
 
+/// The compartments `(type, id)` a resource is in, from its index entries (at least those of
+/// [`codes_needed`] for a `_compartment` condition): the Patients its Patient-compartment
+/// parameters refer to, itself when a Patient, and every account (of any type). What
+/// `_compartment` conditions are decided on, here and by callers that decide many of them at
+/// once (an access policy's list of Patients).
+pub fn compartments<'a>(
+    resource_type: &str,
+    id: Option<&'a str>,
+    entries: &'a [IndexEntry],
+) -> Vec<(&'a str, &'a str)> {
+    let codes = patient_compartment_params(resource_type);
+    let mut found: Vec<(&str, &str)> = entries
+        .iter()
+        .filter_map(|e| match &e.value {
+            IndexValue::Reference {
+                target_type: Some(t),
+                target_id: Some(i),
+                ..
+            } if e.code == ACCOUNT_CODE || (t == "Patient" && codes.contains(&e.code)) => {
+                Some((t.as_str(), i.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    if let (Some(id), "Patient") = (id, resource_type) {
+        found.push(("Patient", id));
+    }
+    found
+}
+
 fn needs_entries(clause: &Clause) -> bool {
     clause.any.iter().any(|c| {
         matches!(
@@ -243,27 +273,8 @@ impl<'a> Subject<'a> {
     /// CompartmentDefinition lists for the type refer to, the resource itself if a Patient,
     /// and every account (of any type).
     fn compartments(&self) -> &[(&'a str, &'a str)] {
-        self.compartments.get_or_init(|| {
-            let codes = patient_compartment_params(self.resource_type);
-            let mut found: Vec<(&str, &str)> = self
-                .entries
-                .iter()
-                .filter_map(|e| match &e.value {
-                    IndexValue::Reference {
-                        target_type: Some(t),
-                        target_id: Some(i),
-                        ..
-                    } if e.code == ACCOUNT_CODE || (t == "Patient" && codes.contains(&e.code)) => {
-                        Some((t.as_str(), i.as_str()))
-                    }
-                    _ => None,
-                })
-                .collect();
-            if let (Some(id), "Patient") = (self.id, self.resource_type) {
-                found.push(("Patient", id));
-            }
-            found
-        })
+        self.compartments
+            .get_or_init(|| compartments(self.resource_type, self.id, self.entries))
     }
 
     fn values<'s>(&'s self, code: &'s str) -> impl Iterator<Item = &'s IndexValue> + 's {
