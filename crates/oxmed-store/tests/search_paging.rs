@@ -325,3 +325,77 @@ both!(
         assert_eq!(ids(&db, P, &offset).await, expected[5..10].to_vec());
     }
 );
+
+// A search driven by one reference and checked by one token (`subject=X&code=S|C`): SQLite
+// joins the token check rather than probing it with `EXISTS`, so a resource with two matching
+// token rows (the same code twice, with different displays) must still come once, on one page,
+// and count once.
+both!(a_joined_check_gives_each_resource_once, |db| async move {
+    let loinc = "http://loinc.org";
+    let observation = |id: &str, codings: Value| {
+        json!({"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": codings}, "subject": {"reference": "Patient/j"}})
+    };
+    put(&db.store, P, json!({"resourceType": "Patient", "id": "j"})).await;
+    put(
+        &db.store,
+        P,
+        observation(
+            "j1",
+            json!([{"system": loinc, "code": "X", "display": "one"},
+        {"system": loinc, "code": "X", "display": "two"}]),
+        ),
+    )
+    .await;
+    put(
+        &db.store,
+        P,
+        observation("j2", json!([{"system": loinc, "code": "Y"}])),
+    )
+    .await;
+    put(
+        &db.store,
+        P,
+        observation("j3", json!([{"system": loinc, "code": "X"}])),
+    )
+    .await;
+    put(
+        &db.store,
+        P,
+        observation(
+            "j4",
+            json!([{"system": "http://other", "code": "X"},
+        {"system": loinc, "code": "X"}, {"code": "X", "display": "bare"}]),
+        ),
+    )
+    .await;
+    let subject_and_code = |system: Option<&str>, count: usize| {
+        let mut r = request(
+            "Observation",
+            vec![
+                one(param("subject", reference(Some("Patient"), "j"))),
+                one(param("code", tok(system, "X"))),
+            ],
+        );
+        r.count = count;
+        r
+    };
+    for (system, expected) in [
+        (Some(loinc), ["j1", "j3", "j4"]),
+        (None, ["j1", "j3", "j4"]),
+    ] {
+        assert_eq!(
+            ids(&db, P, &subject_and_code(system, 100)).await,
+            expected,
+            "{system:?}"
+        );
+        for count in 1..=3 {
+            let paged = all_pages(&db, subject_and_code(system, count)).await;
+            assert_eq!(paged, expected, "{system:?} _count={count}");
+        }
+        let mut counted = subject_and_code(system, 0);
+        counted.total = Total::Accurate;
+        let page = db.store.search(P, &counted, None).await.unwrap();
+        assert_eq!(page.total, Some(3), "{system:?}");
+    }
+});

@@ -199,8 +199,8 @@ pub(crate) fn plan(
             // `GROUP BY d.rid`: one row per resource (it may have several matching index
             // rows), streamed, since `d` is read in `rid` order.
             let mut sql = format!(
-                "SELECT r.rid, {RESOURCE_COLUMNS} FROM {} d CROSS JOIN resources r WHERE {} AND {} AND r.rid = d.rid AND {}",
-                d.table, d.cond, d.early, d.late
+                "SELECT r.rid, {RESOURCE_COLUMNS} FROM {} d{} CROSS JOIN resources r WHERE {} AND {} AND r.rid = d.rid AND {}",
+                d.table, d.joins, d.cond, d.early, d.late
             );
             if let Some(c) = &cursor {
                 sql.push_str(&format!(" AND d.rid > {}", compiler.params.int(c.rid)));
