@@ -105,16 +105,20 @@ impl SplitCriteria {
         };
         let id = resource.get("id").and_then(Value::as_str);
         let found = compartments(resource_type, id, entries);
-        let listed = |clause: &[(String, HashSet<String>)]| {
+        self.listed(&found)
+            && (self.rest.is_empty()
+                || matches_with(resource, entries, &self.rest).unwrap_or(false))
+    }
+
+    /// Whether every compartment-only clause lists one of `found`.
+    fn listed(&self, found: &[(&str, &str)]) -> bool {
+        self.sets.iter().all(|clause| {
             found.iter().any(|(t, i)| {
                 clause
                     .iter()
                     .any(|(listed_type, ids)| listed_type == t && ids.contains(*i))
             })
-        };
-        self.sets.iter().all(|clause| listed(clause))
-            && (self.rest.is_empty()
-                || matches_with(resource, entries, &self.rest).unwrap_or(false))
+        })
     }
 }
 
@@ -169,6 +173,9 @@ pub struct TypeRules {
     params: Vec<(&'static SearchParameter, &'static Expression)>,
     /// Whether the criteria read the resource's accounts.
     accounts: bool,
+    /// Whether every entry's criteria only list compartments (or there are none, or they are
+    /// unusable), so that a resource is decided on its compartments alone.
+    compartment_only: bool,
 }
 
 /// Adds the first element of each path `code`'s expression reads; `None` when it has none.
@@ -424,12 +431,19 @@ impl AccessControl {
             .filter(|(p, _)| codes.contains(&p.code))
             .collect();
         let accounts = codes.iter().any(|c| c == ACCOUNT_CODE);
+        let compartment_only = resource_type != "Binary"
+            && !PROTECTED_TYPES.contains(&resource_type)
+            && rules.iter().all(|r| match &r.criteria {
+                Criteria::All | Criteria::Never(_) => true,
+                Criteria::Clauses(_) => r.split.as_ref().is_some_and(|s| s.rest.is_empty()),
+            });
         Arc::new(TypeRules {
             rules,
             hidden,
             fields,
             params,
             accounts,
+            compartment_only,
         })
     }
 
@@ -517,6 +531,42 @@ impl AccessControl {
             .iter()
             .find(|r| r.entry.allows(resource_type, interaction))
             .is_some_and(|r| r.criteria == Criteria::All)
+    }
+
+    /// Whether [`AccessControl::can_in_compartments`] decides on resources of the type: their
+    /// criteria only list compartments. A read can then be decided on the resource's
+    /// reference index rows, without its content.
+    pub fn decides_on_compartments(&self, resource_type: &str) -> bool {
+        self.rules_ref(resource_type).compartment_only
+    }
+
+    /// [`AccessControl::can`] for a type of which [`AccessControl::decides_on_compartments`],
+    /// from the resource's id and its `reference` index entries (as `index::extract` gives
+    /// them: every reference parameter, and the accounts as `_account`): the compartments the
+    /// criteria are decided on (`search::matching::compartments`). False for any other type.
+    pub fn can_in_compartments(
+        &self,
+        resource_type: &str,
+        id: &str,
+        entries: &[IndexEntry],
+        interaction: Interaction,
+    ) -> bool {
+        let rules = self.rules_ref(resource_type);
+        if !rules.compartment_only {
+            return false;
+        }
+        let found = compartments(resource_type, Some(id), entries);
+        rules.rules.iter().any(|r| {
+            r.entry.allows(resource_type, interaction)
+                && match &r.criteria {
+                    Criteria::All => true,
+                    Criteria::Never(_) => false,
+                    Criteria::Clauses(_) => r
+                        .split
+                        .as_ref()
+                        .is_some_and(|s| s.rest.is_empty() && s.listed(&found)),
+                }
+        })
     }
 
     /// [`AccessControl::can`] on a stored resource's JSON, reading only the elements the
@@ -775,6 +825,42 @@ mod tests {
                 _ => unreachable!(),
             })
         };
+        // The same lists without the status: decided on index entries alone, as a read on
+        // SQLite does it (`can_in_compartments`, from the reference rows `extract` gives).
+        let lists = control(
+            json!({"resourceType": "AccessPolicy", "resource": [
+                {"resourceType": "Observation", "criteria": "Observation?_compartment=Patient/a,Patient/b,Organization/o1"},
+                {"resourceType": "Observation", "criteria": "Observation?_compartment=Patient/c&_compartment=Organization/o2,Patient/x"},
+            ]}),
+            false,
+        );
+        assert!(!c.decides_on_compartments("Observation"));
+        assert!(c.decides_on_compartments("Patient"));
+        assert!(lists.decides_on_compartments("Observation"));
+        let lists_whole = |r: &Value| {
+            lists
+                .rules("Observation")
+                .rules
+                .iter()
+                .any(|rule| match &rule.criteria {
+                    Criteria::Clauses(clauses) => matches(r, clauses).unwrap(),
+                    _ => unreachable!(),
+                })
+        };
+        let on_index = |c: &AccessControl, r: &Value| {
+            let references: Vec<IndexEntry> = oxmed_fhir::index::extract(r)
+                .into_iter()
+                .filter(|e| {
+                    matches!(
+                        e.value,
+                        oxmed_fhir::index_value::IndexValue::Reference { .. }
+                    )
+                })
+                .collect();
+            let t = r["resourceType"].as_str().unwrap();
+            c.can_in_compartments(t, r["id"].as_str().unwrap(), &references, Interaction::Read)
+        };
+        let mut on_lists = [0, 0];
         let refs = [
             "Patient/a",
             "Patient/b",
@@ -812,11 +898,17 @@ mod tests {
                             want,
                             "stored {r}"
                         );
+                        assert!(!on_index(&c, &r), "{r}");
+                        let listed = lists_whole(&r);
+                        on_lists[usize::from(listed)] += 1;
+                        assert_eq!(lists.can(&r, Interaction::Read), listed, "{r}");
+                        assert_eq!(on_index(&lists, &r), listed, "on the index {r}");
                     }
                 }
             }
         }
         assert!(decided[0] > 10 && decided[1] > 10, "{decided:?}");
+        assert!(on_lists[0] > 10 && on_lists[1] > 10, "{on_lists:?}");
         for (id, account, want) in [
             ("a", None, true),
             ("c", None, false),
@@ -833,6 +925,7 @@ mod tests {
                     .unwrap(),
                 want
             );
+            assert_eq!(on_index(&c, &p), want, "on the index {p}");
         }
     }
 

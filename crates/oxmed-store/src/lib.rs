@@ -31,7 +31,12 @@ pub use search::SearchResult;
 
 use std::sync::Arc;
 
+use oxmed_fhir::index_value::IndexEntry;
 use oxmed_fhir::search::{Clause, Restriction, SearchRequest};
+
+/// A resource as [`Store::read_with_references`] answers it: with its reference index rows,
+/// where the backend reads them.
+pub type WithReferences = (StoredResource, Option<Vec<IndexEntry>>);
 
 /// One stored version of a resource. `content` is the resource's JSON exactly as it is returned
 /// (with `meta.versionId` and `meta.lastUpdated`); empty for a deletion.
@@ -96,6 +101,23 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.read(resource_type, id),
             Store::Postgres(s) => s.read(resource_type, id).await,
+        }
+    }
+
+    /// [`Store::read`], and, on SQLite, the live resource's reference index rows (every
+    /// `reference` parameter's values, and its accounts as `_account`): what a caller can decide
+    /// compartments on without reading the content (an access policy whose criteria list
+    /// compartments), the same values the content gives, since both are written in one
+    /// transaction. `None` beside the resource where they are not read: PostgreSQL (a second
+    /// statement is a round trip, dearer than the content) and deletions.
+    pub async fn read_with_references(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<WithReferences>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.read_with_references(resource_type, id),
+            Store::Postgres(s) => Ok(s.read(resource_type, id).await?.map(|r| (r, None))),
         }
     }
 

@@ -1633,3 +1633,67 @@ both!(search_all_projects_crosses_projects, |db| async move {
     assert!(obs.matches.iter().any(|r| r.id == "ob1" && r.project == B));
     assert!(all(vec![p("name", starts("nosuchname"))]).await.is_empty());
 });
+
+// A point read with the resource's reference index rows (what a policy of compartment lists
+// decides a read on): on SQLite, every reference parameter's values and the accounts, as the
+// content gives them, in the same snapshot as the content; none for a deletion; on
+// PostgreSQL, the resource alone.
+both!(a_read_with_its_references, |db| async move {
+    let observation = json!({"resourceType": "Observation", "id": "wr1", "status": "final",
+        "code": {"text": "t"}, "subject": {"reference": "Patient/p1"},
+        "performer": [{"reference": "Practitioner/pr1"}, {"reference": "Patient/p2"}],
+        "meta": {"account": {"reference": "Organization/org1"}}});
+    put(&db.store, A, observation.clone()).await;
+    let (stored, references) = db
+        .store
+        .read_with_references("Observation", "wr1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.id, "wr1");
+    let stored_value: Value = serde_json::from_str(&stored.content).unwrap();
+    let key = |e: &oxmed_fhir::index_value::IndexEntry| format!("{} {:?}", e.code, e.value);
+    let mut expected: Vec<String> = oxmed_fhir::index::extract(&stored_value)
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.value,
+                oxmed_fhir::index_value::IndexValue::Reference { .. }
+            )
+        })
+        .map(key)
+        .collect();
+    expected.sort();
+    assert!(
+        expected.iter().any(|k| k.starts_with("_account ")),
+        "{expected:?}"
+    );
+    assert!(
+        expected.iter().any(|k| k.starts_with("performer ")),
+        "{expected:?}"
+    );
+    match db.backend {
+        Backend::Sqlite => {
+            let mut got: Vec<String> = references.unwrap().iter().map(key).collect();
+            got.sort();
+            assert_eq!(got, expected);
+        }
+        Backend::Postgres => assert!(references.is_none()),
+    }
+    delete(&db.store, A, "Observation", "wr1").await;
+    let (gone, references) = db
+        .store
+        .read_with_references("Observation", "wr1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(gone.deleted);
+    assert!(references.is_none());
+    assert!(
+        db.store
+            .read_with_references("Observation", "nope")
+            .await
+            .unwrap()
+            .is_none()
+    );
+});
