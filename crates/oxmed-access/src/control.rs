@@ -818,13 +818,15 @@ mod tests {
         for t in ["Observation", "Patient"] {
             assert!(c.rules(t).rules.iter().all(|r| r.split.is_some()), "{t}");
         }
-        let whole = |r: &Value| {
+        // The reference: some entry's whole criteria match.
+        fn matched(c: &AccessControl, r: &Value) -> bool {
             let t = r["resourceType"].as_str().unwrap();
             c.rules(t).rules.iter().any(|rule| match &rule.criteria {
                 Criteria::Clauses(clauses) => matches(r, clauses).unwrap(),
                 _ => unreachable!(),
             })
-        };
+        }
+        let whole = |r: &Value| matched(&c, r);
         // The same lists without the status: decided on index entries alone, as a read on
         // SQLite does it (`can_in_compartments`, from the reference rows `extract` gives).
         let lists = control(
@@ -837,16 +839,7 @@ mod tests {
         assert!(!c.decides_on_compartments("Observation"));
         assert!(c.decides_on_compartments("Patient"));
         assert!(lists.decides_on_compartments("Observation"));
-        let lists_whole = |r: &Value| {
-            lists
-                .rules("Observation")
-                .rules
-                .iter()
-                .any(|rule| match &rule.criteria {
-                    Criteria::Clauses(clauses) => matches(r, clauses).unwrap(),
-                    _ => unreachable!(),
-                })
-        };
+        let lists_whole = |r: &Value| matched(&lists, r);
         let on_index = |c: &AccessControl, r: &Value| {
             let references: Vec<IndexEntry> = oxmed_fhir::index::extract(r)
                 .into_iter()

@@ -5,6 +5,7 @@
 
 use oxmed_access::control::reveals;
 use oxmed_access::{AccessControl, Interaction};
+use oxmed_fhir::index_value::IndexEntry;
 use oxmed_fhir::search::matching::patient_compartment_params;
 use oxmed_fhir::search::{Condition, SearchRequest};
 use oxmed_fhir::search_parameter::SearchParameters;
@@ -42,13 +43,28 @@ fn not_found(r: &StoredResource) -> RepoError {
     RepoError::NotFound(format!("{}/{} not found", r.resource_type, r.id))
 }
 
+/// Whether a read by id of `resource_type` is decided on the resource's reference index rows
+/// ([`AccessControl::can_in_compartments`]), so that the store should read them with it: the
+/// caller's criteria only list compartments, and nothing else needs the content parsed.
+pub(crate) fn reads_references(ctx: &RequestContext, resource_type: &str) -> bool {
+    ctx.access.as_deref().is_some_and(|a| {
+        !a.unconditional(resource_type, Interaction::Read)
+            && !a.hides_fields(resource_type)
+            && a.decides_on_compartments(resource_type)
+    })
+}
+
 /// The live resource as the caller may see it: 404 when its content does not satisfy an entry
 /// allowing `interaction`, its hidden fields removed otherwise (and the extended-mode members of
-/// `meta`, see [`shown`]). A deletion has no content and passes as it is.
+/// `meta`, see [`shown`]). A deletion has no content and passes as it is. With `references`
+/// (its reference index rows, when [`reads_references`]) the decision is taken on them instead
+/// of on the content: the same compartments, since the index is written from the content in
+/// its transaction.
 pub(crate) fn view(
     ctx: &RequestContext,
     r: StoredResource,
     interaction: Interaction,
+    references: Option<&[IndexEntry]>,
 ) -> Result<StoredResource, RepoError> {
     let Some(access) = &ctx.access else {
         return Ok(r);
@@ -57,7 +73,13 @@ pub(crate) fn view(
         return Ok(shown(ctx, r));
     }
     if !access.hides_fields(&r.resource_type) {
-        return if stored_can(access, &r, interaction)? {
+        let can = match references {
+            Some(entries) => {
+                access.can_in_compartments(&r.resource_type, &r.id, entries, interaction)
+            }
+            None => stored_can(access, &r, interaction)?,
+        };
+        return if can {
             Ok(shown(ctx, r))
         } else {
             Err(not_found(&r))
