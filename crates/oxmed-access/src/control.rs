@@ -534,28 +534,26 @@ impl AccessControl {
     }
 
     /// Whether [`AccessControl::can_in_compartments`] decides on resources of the type: their
-    /// criteria only list compartments. A read can then be decided on the resource's
-    /// reference index rows, without its content.
+    /// criteria only list compartments. A read can then be decided on the compartments the
+    /// store keeps beside the resource, without its content.
     pub fn decides_on_compartments(&self, resource_type: &str) -> bool {
         self.rules_ref(resource_type).compartment_only
     }
 
     /// [`AccessControl::can`] for a type of which [`AccessControl::decides_on_compartments`],
-    /// from the resource's id and its `reference` index entries (as `index::extract` gives
-    /// them: every reference parameter, and the accounts as `_account`): the compartments the
-    /// criteria are decided on (`search::matching::compartments`). False for any other type.
+    /// from the compartments `(type, id)` the resource is in (`search::matching::compartments`
+    /// of its index entries: the Patients its Patient-compartment parameters refer to, itself
+    /// when a Patient, its accounts). False for any other type.
     pub fn can_in_compartments(
         &self,
         resource_type: &str,
-        id: &str,
-        entries: &[IndexEntry],
+        found: &[(&str, &str)],
         interaction: Interaction,
     ) -> bool {
         let rules = self.rules_ref(resource_type);
         if !rules.compartment_only {
             return false;
         }
-        let found = compartments(resource_type, Some(id), entries);
         rules.rules.iter().any(|r| {
             r.entry.allows(resource_type, interaction)
                 && match &r.criteria {
@@ -564,7 +562,7 @@ impl AccessControl {
                     Criteria::Clauses(_) => r
                         .split
                         .as_ref()
-                        .is_some_and(|s| s.rest.is_empty() && s.listed(&found)),
+                        .is_some_and(|s| s.rest.is_empty() && s.listed(found)),
                 }
         })
     }
@@ -827,8 +825,8 @@ mod tests {
             })
         }
         let whole = |r: &Value| matched(&c, r);
-        // The same lists without the status: decided on index entries alone, as a read on
-        // SQLite does it (`can_in_compartments`, from the reference rows `extract` gives).
+        // The same lists without the status: decided on the compartments alone, as a read does
+        // it (`can_in_compartments`, on what the store keeps from the entries `extract` gives).
         let lists = control(
             json!({"resourceType": "AccessPolicy", "resource": [
                 {"resourceType": "Observation", "criteria": "Observation?_compartment=Patient/a,Patient/b,Organization/o1"},
@@ -851,7 +849,8 @@ mod tests {
                 })
                 .collect();
             let t = r["resourceType"].as_str().unwrap();
-            c.can_in_compartments(t, r["id"].as_str().unwrap(), &references, Interaction::Read)
+            let found = compartments(t, r["id"].as_str(), &references);
+            c.can_in_compartments(t, &found, Interaction::Read)
         };
         let mut on_lists = [0, 0];
         let refs = [

@@ -5,7 +5,6 @@
 
 use oxmed_access::control::reveals;
 use oxmed_access::{AccessControl, Interaction};
-use oxmed_fhir::index_value::IndexEntry;
 use oxmed_fhir::search::matching::patient_compartment_params;
 use oxmed_fhir::search::{Condition, SearchRequest};
 use oxmed_fhir::search_parameter::SearchParameters;
@@ -43,10 +42,11 @@ fn not_found(r: &StoredResource) -> RepoError {
     RepoError::NotFound(format!("{}/{} not found", r.resource_type, r.id))
 }
 
-/// Whether a read by id of `resource_type` is decided on the resource's reference index rows
-/// ([`AccessControl::can_in_compartments`]), so that the store should read them with it: the
-/// caller's criteria only list compartments, and nothing else needs the content parsed.
-pub(crate) fn reads_references(ctx: &RequestContext, resource_type: &str) -> bool {
+/// Whether a read by id of `resource_type` is decided on the compartments the store keeps
+/// beside the resource ([`AccessControl::can_in_compartments`]), so that the store should read
+/// them with it: the caller's criteria only list compartments, and nothing else needs the content
+/// parsed.
+pub(crate) fn reads_compartments(ctx: &RequestContext, resource_type: &str) -> bool {
     ctx.access.as_deref().is_some_and(|a| {
         !a.unconditional(resource_type, Interaction::Read)
             && !a.hides_fields(resource_type)
@@ -56,15 +56,16 @@ pub(crate) fn reads_references(ctx: &RequestContext, resource_type: &str) -> boo
 
 /// The live resource as the caller may see it: 404 when its content does not satisfy an entry
 /// allowing `interaction`, its hidden fields removed otherwise (and the extended-mode members of
-/// `meta`, see [`shown`]). A deletion has no content and passes as it is. With `references`
-/// (its reference index rows, when [`reads_references`]) the decision is taken on them instead
-/// of on the content: the same compartments, since the index is written from the content in
-/// its transaction.
+/// `meta`, see [`shown`]). A deletion has no content and passes as it is. With `compartments`
+/// (the store's column, when [`reads_compartments`]) the decision is taken on them instead of on
+/// the content: the same compartments, since the store writes them from the content's index
+/// entries in its transaction; a column the store does not know (`None`, or a value it did not
+/// write) leaves the decision to the content.
 pub(crate) fn view(
     ctx: &RequestContext,
     r: StoredResource,
     interaction: Interaction,
-    references: Option<&[IndexEntry]>,
+    compartments: Option<&str>,
 ) -> Result<StoredResource, RepoError> {
     let Some(access) = &ctx.access else {
         return Ok(r);
@@ -73,10 +74,8 @@ pub(crate) fn view(
         return Ok(shown(ctx, r));
     }
     if !access.hides_fields(&r.resource_type) {
-        let can = match references {
-            Some(entries) => {
-                access.can_in_compartments(&r.resource_type, &r.id, entries, interaction)
-            }
+        let can = match compartments.and_then(oxmed_store::compartments::decode) {
+            Some(found) => access.can_in_compartments(&r.resource_type, &found, interaction),
             None => stored_can(access, &r, interaction)?,
         };
         return if can {

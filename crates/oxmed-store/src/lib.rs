@@ -11,6 +11,7 @@
 //! the project and an optional `Restriction` (an access policy's view) compiled to SQL (see the
 //! `search` module); conditional writes find their target with the same SQL.
 
+pub mod compartments;
 mod error;
 mod history;
 mod index_rows;
@@ -31,12 +32,11 @@ pub use search::SearchResult;
 
 use std::sync::Arc;
 
-use oxmed_fhir::index_value::IndexEntry;
 use oxmed_fhir::search::{Clause, Restriction, SearchRequest};
 
-/// A resource as [`Store::read_with_references`] answers it: with its reference index rows,
-/// where the backend reads them.
-pub type WithReferences = (StoredResource, Option<Vec<IndexEntry>>);
+/// A live resource as [`Store::read_with_compartments`] answers it: with its `compartments`
+/// column, `None` where unknown (see [`compartments`]).
+pub type WithCompartments = (StoredResource, Option<String>);
 
 /// One stored version of a resource. `content` is the resource's JSON exactly as it is returned
 /// (with `meta.versionId` and `meta.lastUpdated`); empty for a deletion.
@@ -104,20 +104,17 @@ impl Store {
         }
     }
 
-    /// [`Store::read`], and, on SQLite, the live resource's reference index rows (every
-    /// `reference` parameter's values, and its accounts as `_account`): what a caller can decide
-    /// compartments on without reading the content (an access policy whose criteria list
-    /// compartments), the same values the content gives, since both are written in one
-    /// transaction. `None` beside the resource where they are not read: PostgreSQL (a second
-    /// statement is a round trip, dearer than the content) and deletions.
-    pub async fn read_with_references(
+    /// [`Store::read`] and the live resource's compartments as its row keeps them (see
+    /// [`compartments`]): what an access policy whose criteria only list compartments decides
+    /// a read on without parsing the content. Read in the same statement, so of the same version.
+    pub async fn read_with_compartments(
         &self,
         resource_type: &str,
         id: &str,
-    ) -> Result<Option<WithReferences>, StoreError> {
+    ) -> Result<Option<WithCompartments>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.read_with_references(resource_type, id),
-            Store::Postgres(s) => Ok(s.read(resource_type, id).await?.map(|r| (r, None))),
+            Store::Sqlite(s) => s.read_with_compartments(resource_type, id),
+            Store::Postgres(s) => s.read_with_compartments(resource_type, id).await,
         }
     }
 

@@ -287,5 +287,8 @@ pub fn migrations(dialect: Dialect) -> Vec<String> {
                 ON CONFLICT DO NOTHING;"
             .to_owned(),
     };
-    vec![first, second]
+    // 3: the compartments of each live resource (see `compartments`); NULL until it is written
+    // again, which only makes a policy read of it decide on its content.
+    let third = "ALTER TABLE resources ADD COLUMN compartments TEXT;".to_owned();
+    vec![first, second, third]
 }

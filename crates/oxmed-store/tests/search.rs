@@ -1634,64 +1634,72 @@ both!(search_all_projects_crosses_projects, |db| async move {
     assert!(all(vec![p("name", starts("nosuchname"))]).await.is_empty());
 });
 
-// A point read with the resource's reference index rows (what a policy of compartment lists
-// decides a read on): on SQLite, every reference parameter's values and the accounts, as the
-// content gives them, in the same snapshot as the content; none for a deletion; on
-// PostgreSQL, the resource alone.
-both!(a_read_with_its_references, |db| async move {
-    let observation = json!({"resourceType": "Observation", "id": "wr1", "status": "final",
+// A point read with the resource's compartments (what a policy of compartment lists decides a
+// read on): on both backends, exactly those the content's index entries give, rewritten by each
+// version in its transaction; none for a deletion.
+both!(a_read_with_its_compartments, |db| async move {
+    let compartments_of = |r: &Value| {
+        let index = oxmed_fhir::index::extract(r);
+        let mut found: Vec<String> = oxmed_fhir::search::matching::compartments(
+            r["resourceType"].as_str().unwrap(),
+            r["id"].as_str(),
+            &index,
+        )
+        .into_iter()
+        .map(|(t, i)| format!("{t}/{i}"))
+        .collect();
+        found.sort();
+        found
+    };
+    let read = |id: &'static str| {
+        let store = db.store.clone();
+        async move {
+            let (stored, column) = store
+                .read_with_compartments("Observation", id)
+                .await
+                .unwrap()
+                .unwrap();
+            let mut listed: Option<Vec<String>> = column.as_deref().map(|c| {
+                oxmed_store::compartments::decode(c)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(t, i)| format!("{t}/{i}"))
+                    .collect()
+            });
+            if let Some(l) = &mut listed {
+                l.sort();
+            }
+            (stored, listed)
+        }
+    };
+    let mut observation = json!({"resourceType": "Observation", "id": "wr1", "status": "final",
         "code": {"text": "t"}, "subject": {"reference": "Patient/p1"},
         "performer": [{"reference": "Practitioner/pr1"}, {"reference": "Patient/p2"}],
         "meta": {"account": {"reference": "Organization/org1"}}});
     put(&db.store, A, observation.clone()).await;
-    let (stored, references) = db
-        .store
-        .read_with_references("Observation", "wr1")
-        .await
-        .unwrap()
-        .unwrap();
+    let (stored, listed) = read("wr1").await;
     assert_eq!(stored.id, "wr1");
-    let stored_value: Value = serde_json::from_str(&stored.content).unwrap();
-    let key = |e: &oxmed_fhir::index_value::IndexEntry| format!("{} {:?}", e.code, e.value);
-    let mut expected: Vec<String> = oxmed_fhir::index::extract(&stored_value)
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.value,
-                oxmed_fhir::index_value::IndexValue::Reference { .. }
-            )
-        })
-        .map(key)
-        .collect();
-    expected.sort();
-    assert!(
-        expected.iter().any(|k| k.starts_with("_account ")),
-        "{expected:?}"
+    let expected = compartments_of(&serde_json::from_str(&stored.content).unwrap());
+    assert_eq!(
+        expected,
+        ["Organization/org1", "Patient/p1", "Patient/p2"].map(String::from)
     );
-    assert!(
-        expected.iter().any(|k| k.starts_with("performer ")),
-        "{expected:?}"
-    );
-    match db.backend {
-        Backend::Sqlite => {
-            let mut got: Vec<String> = references.unwrap().iter().map(key).collect();
-            got.sort();
-            assert_eq!(got, expected);
-        }
-        Backend::Postgres => assert!(references.is_none()),
-    }
+    assert_eq!(listed, Some(expected));
+    // A new version's compartments replace the old ones.
+    observation["subject"] = json!({"reference": "Patient/p3"});
+    observation["performer"] = json!([{"reference": "Practitioner/pr1"}]);
+    observation["meta"] = json!({});
+    put(&db.store, A, observation).await;
+    let (stored, listed) = read("wr1").await;
+    assert_eq!(stored.version_id, "2");
+    assert_eq!(listed, Some(vec!["Patient/p3".to_owned()]));
     delete(&db.store, A, "Observation", "wr1").await;
-    let (gone, references) = db
-        .store
-        .read_with_references("Observation", "wr1")
-        .await
-        .unwrap()
-        .unwrap();
+    let (gone, listed) = read("wr1").await;
     assert!(gone.deleted);
-    assert!(references.is_none());
+    assert_eq!(listed, None);
     assert!(
         db.store
-            .read_with_references("Observation", "nope")
+            .read_with_compartments("Observation", "nope")
             .await
             .unwrap()
             .is_none()

@@ -98,6 +98,24 @@ impl PgStore {
         row.map(|r| to_resource(&r)).transpose()
     }
 
+    /// [`PostgresStore::read`] and the live resource's `compartments` column (see
+    /// [`crate::compartments`]).
+    pub async fn read_with_compartments(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<crate::WithCompartments>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {RESOURCE_COLUMNS}, r.compartments FROM resources r WHERE r.resource_type = $1 AND r.id = $2"
+            ))
+            .await?;
+        let row = client.query_opt(&stmt, &[&resource_type, &id]).await?;
+        row.map(|r| Ok((to_resource(&r)?, r.try_get(7)?)))
+            .transpose()
+    }
+
     pub async fn read_version(
         &self,
         resource_type: &str,
@@ -453,19 +471,25 @@ async fn write_version(
         Box::new(v.last_updated),
         Box::new(v.deleted),
         Box::new(v.content.clone()),
+        Box::new(crate::compartments::column(
+            &v.resource_type,
+            &v.id,
+            v.deleted,
+            &v.index,
+        )),
     ];
     let mut ctes = Vec::new();
     let rid_expr = match rid {
         Some(rid) => {
             params.push(Box::new(rid));
-            ctes.push("r AS (UPDATE resources SET version_id = $5, last_updated = $6, deleted = $7, content = $8 WHERE rid = $9 AND project_key = $4 RETURNING rid)".to_owned());
+            ctes.push("r AS (UPDATE resources SET version_id = $5, last_updated = $6, deleted = $7, content = $8, compartments = $9 WHERE rid = $10 AND project_key = $4 RETURNING rid)".to_owned());
             for (i, t) in INDEX_TABLES.iter().enumerate() {
-                ctes.push(format!("d{i} AS (DELETE FROM {} WHERE rid = $9)", t.name));
+                ctes.push(format!("d{i} AS (DELETE FROM {} WHERE rid = $10)", t.name));
             }
-            "$9".to_owned()
+            "$10".to_owned()
         }
         None => {
-            ctes.push("r AS (INSERT INTO resources (resource_type, id, project, project_key, version_id, last_updated, deleted, content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING rid)".to_owned());
+            ctes.push("r AS (INSERT INTO resources (resource_type, id, project, project_key, version_id, last_updated, deleted, content, compartments) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING rid)".to_owned());
             "r.rid".to_owned()
         }
     };
@@ -517,7 +541,7 @@ async fn write_version(
         let keys = params.len();
         if rid.is_some() {
             ctes.push(format!(
-                "k0 AS (DELETE FROM unique_keys WHERE rid = $9 AND NOT (key = ANY(${keys}::text[])))"
+                "k0 AS (DELETE FROM unique_keys WHERE rid = $10 AND NOT (key = ANY(${keys}::text[])))"
             ));
         }
         ctes.push(format!(

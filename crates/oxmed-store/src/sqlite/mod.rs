@@ -13,7 +13,6 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use oxmed_fhir::index_value::{IndexEntry, IndexValue};
 use oxmed_fhir::search::{Clause, Restriction, SearchRequest};
 
 use crate::project_key::ProjectKeys;
@@ -98,45 +97,22 @@ impl SqliteStore {
             .with_reader(|c| read_current(c, resource_type, id))
     }
 
-    /// [`SqliteStore::read`] and the live resource's `reference_idx` rows, in one statement so
-    /// that both are of one snapshot (a write between two statements could pair a version with
-    /// another version's index rows).
-    pub fn read_with_references(
+    /// [`SqliteStore::read`] and the live resource's `compartments` column (see
+    /// [`crate::compartments`]).
+    pub fn read_with_compartments(
         &self,
         resource_type: &str,
         id: &str,
-    ) -> Result<Option<crate::WithReferences>, StoreError> {
+    ) -> Result<Option<crate::WithCompartments>, StoreError> {
         self.inner.readers.with_reader(|c| {
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {RESOURCE_COLUMNS}, i.code, i.target_type, i.target_id, i.reference FROM resources r LEFT JOIN reference_idx i ON i.rid = r.rid AND NOT r.deleted WHERE r.resource_type = ?1 AND r.id = ?2"
+                "SELECT {RESOURCE_COLUMNS}, r.compartments FROM resources r WHERE r.resource_type = ?1 AND r.id = ?2"
             ))?;
             let mut rows = stmt.query(params![resource_type, id])?;
-            let Some(first) = rows.next()? else {
+            let Some(row) = rows.next()? else {
                 return Ok(None);
             };
-            let resource = resource_at(first, 0)?;
-            if resource.deleted {
-                return Ok(Some((resource, None)));
-            }
-            let some = |s: String| (!s.is_empty()).then_some(s);
-            let entry = |row: &Row| -> Result<Option<IndexEntry>, rusqlite::Error> {
-                let Some(code) = row.get::<_, Option<String>>(7)? else {
-                    return Ok(None);
-                };
-                Ok(Some(IndexEntry {
-                    code,
-                    value: IndexValue::Reference {
-                        target_type: some(row.get(8)?),
-                        target_id: some(row.get(9)?),
-                        reference: row.get(10)?,
-                    },
-                }))
-            };
-            let mut entries: Vec<IndexEntry> = entry(first)?.into_iter().collect();
-            while let Some(row) = rows.next()? {
-                entries.extend(entry(row)?);
-            }
-            Ok(Some((resource, Some(entries))))
+            Ok(Some((resource_at(row, 0)?, row.get(7)?)))
         })
     }
 

@@ -308,16 +308,24 @@ fn write_version(
             return Err(StoreError::Duplicate(k.clone()));
         }
     }
+    let compartments = crate::compartments::column(&v.resource_type, &v.id, v.deleted, &v.index);
     let rid = if let Some((rid, _)) = existing {
         conn.prepare_cached(
-            "UPDATE resources SET version_id = ?2, last_updated = ?3, deleted = ?4, content = ?5 WHERE rid = ?1",
+            "UPDATE resources SET version_id = ?2, last_updated = ?3, deleted = ?4, content = ?5, compartments = ?6 WHERE rid = ?1",
         )?
-        .execute(params![rid, v.version_id, v.last_updated, v.deleted, v.content])?;
+        .execute(params![
+            rid,
+            v.version_id,
+            v.last_updated,
+            v.deleted,
+            v.content,
+            compartments
+        ])?;
         *rid
     } else {
         let inserted = conn
             .prepare_cached(
-                "INSERT INTO resources (resource_type, id, project, project_key, version_id, last_updated, deleted, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO resources (resource_type, id, project, project_key, version_id, last_updated, deleted, content, compartments) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 v.resource_type,
@@ -327,7 +335,8 @@ fn write_version(
                 v.version_id,
                 v.last_updated,
                 v.deleted,
-                v.content
+                v.content,
+                compartments
             ]);
         if let Err(rusqlite::Error::SqliteFailure(e, _)) = &inserted
             && e.code == rusqlite::ErrorCode::ConstraintViolation
