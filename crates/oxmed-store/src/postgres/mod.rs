@@ -98,7 +98,7 @@ impl PgStore {
         row.map(|r| to_resource(&r)).transpose()
     }
 
-    /// [`PostgresStore::read`] and the live resource's `compartments` column (see
+    /// [`PgStore::read`] and the live resource's `compartments` column (see
     /// [`crate::compartments`]).
     pub async fn read_with_compartments(
         &self,

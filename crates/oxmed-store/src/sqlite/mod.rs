@@ -108,11 +108,11 @@ impl SqliteStore {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {RESOURCE_COLUMNS}, r.compartments FROM resources r WHERE r.resource_type = ?1 AND r.id = ?2"
             ))?;
-            let mut rows = stmt.query(params![resource_type, id])?;
-            let Some(row) = rows.next()? else {
-                return Ok(None);
-            };
-            Ok(Some((resource_at(row, 0)?, row.get(7)?)))
+            Ok(stmt
+                .query_row(params![resource_type, id], |row| {
+                    Ok((resource_at(row, 0)?, row.get(7)?))
+                })
+                .optional()?)
         })
     }
 
