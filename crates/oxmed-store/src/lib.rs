@@ -23,6 +23,7 @@ mod schema;
 mod search;
 mod sql;
 pub mod sqlite;
+mod token_signature;
 
 pub use error::{BoxError, StoreError};
 pub use history::{HistoryCursor, HistoryQuery, HistoryScope};

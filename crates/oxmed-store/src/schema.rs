@@ -290,5 +290,16 @@ pub fn migrations(dialect: Dialect) -> Vec<String> {
     // 3: the compartments of each live resource (see `compartments`); NULL until it is written
     // again, which only makes a policy read of it decide on its content.
     let third = "ALTER TABLE resources ADD COLUMN compartments TEXT;".to_owned();
-    vec![first, second, third]
+    // 4: each reference row carries its resource's token signature (see `token_signature`),
+    // NULL (passes every filter) until the resource is written again. On PostgreSQL the lookup
+    // index includes it, so that the filter runs on the index rows of an index-only scan; on
+    // SQLite the table is its lookup index.
+    let fourth = match dialect {
+        Dialect::Sqlite => "ALTER TABLE reference_idx ADD COLUMN token_signature BIGINT;".to_owned(),
+        Dialect::Postgres => "ALTER TABLE reference_idx ADD COLUMN token_signature BIGINT;
+            DROP INDEX reference_idx_lookup;
+            CREATE INDEX reference_idx_lookup ON reference_idx (project, resource_type, code, target_id, target_type, rid) INCLUDE (token_signature);"
+            .to_owned(),
+    };
+    vec![first, second, third, fourth]
 }

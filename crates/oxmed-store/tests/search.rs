@@ -1705,3 +1705,87 @@ both!(a_read_with_its_compartments, |db| async move {
             .is_none()
     );
 });
+
+// The token signature on reference rows (`token_signature`): a filter of the rows that drive a
+// reference-and-code search, which may only drop rows whose resource lacks the code.
+both!(
+    a_token_signature_drops_only_what_cannot_match,
+    |db| async move {
+        const S: &str = "http://loinc.org";
+        let observation = |id: &str, patient: &str, codes: &[&str]| {
+            let coding: Vec<Value> = codes
+                .iter()
+                .map(|c| json!({"system": S, "code": c}))
+                .collect();
+            json!({"resourceType": "Observation", "id": id, "status": "final",
+                "code": {"coding": coding}, "subject": {"reference": format!("Patient/{patient}")}})
+        };
+        for n in 0..30 {
+            let id = format!("sg{n}");
+            put(&db.store, A, observation(&id, "ps", &[&format!("c{n}")])).await;
+        }
+        // One with two codes, and one of another patient with the same code.
+        put(&db.store, A, observation("sg-two", "ps", &["c3", "c4"])).await;
+        put(&db.store, A, observation("sg-other", "pt", &["c3"])).await;
+        // The three shapes that read reference rows first: the default order (the reference rows
+        // drive in `rid` order), a sort (the reference rows are a set the statement starts from),
+        // and a compartment.
+        let searches = |code: &str| {
+            let subject = param("subject", reference(Some("Patient"), "ps"));
+            let code = param("code", tok(Some(S), code));
+            let compartment = Condition::Compartment {
+                compartment_type: "Patient".into(),
+                id: "ps".into(),
+            };
+            let mut sorted = request("Observation", vec![one(subject.clone()), one(code.clone())]);
+            sorted.sort = sort(&["-_lastUpdated"]);
+            [
+                request("Observation", vec![one(subject), one(code.clone())]),
+                sorted,
+                request("Observation", vec![one(compartment), one(code)]),
+            ]
+        };
+        let found = |code: &'static str| {
+            let db = &db;
+            async move {
+                let mut all = Vec::new();
+                for r in searches(code) {
+                    let mut got = ids(db, A, &r).await;
+                    got.sort();
+                    all.push(got);
+                }
+                all
+            }
+        };
+        let each = |ids: &[&str]| vec![sorted(ids); 3];
+        assert_eq!(found("c7").await, each(&["sg7"]));
+        assert_eq!(found("c3").await, each(&["sg-two", "sg3"]));
+        assert_eq!(found("c4").await, each(&["sg-two", "sg4"]));
+        assert_eq!(found("c99").await, each(&[]));
+        // A new version with another code and the same subject: SQLite keeps the unchanged
+        // reference row, which must take the new signature.
+        put(&db.store, A, observation("sg0", "ps", &["c100"])).await;
+        assert_eq!(found("c100").await, each(&["sg0"]));
+        assert_eq!(found("c0").await, each(&[]));
+        // Rows written before the column existed hold NULL, which passes.
+        raw_execute(&db, "UPDATE reference_idx SET token_signature = NULL").await;
+        assert_eq!(found("c7").await, each(&["sg7"]));
+        assert_eq!(found("c100").await, each(&["sg0"]));
+        // A signature without the code's bits drops the row before its token rows are read: the
+        // token rows still say c7, so only the filter can have removed it.
+        raw_execute(&db, "UPDATE reference_idx SET token_signature = 0").await;
+        assert_eq!(found("c7").await, each(&[]));
+        // A search without a code is not filtered.
+        assert_eq!(
+            find(
+                &db,
+                A,
+                "Observation",
+                vec![one(param("subject", reference(Some("Patient"), "ps")))]
+            )
+            .await
+            .len(),
+            31
+        );
+    }
+);

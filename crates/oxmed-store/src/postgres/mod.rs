@@ -11,7 +11,7 @@ use crate::index_rows::{Col, rows};
 use crate::op::{Decision, Found, Lookup, NewVersion, Target, TxState, next_timestamp};
 use crate::project_key::ProjectKeys;
 use crate::projects::{ProjectFilter, ProjectView};
-use crate::schema::{ColType, Dialect, INDEX_TABLES, RESOURCE_COLUMNS, migrations};
+use crate::schema::{self, ColType, Dialect, INDEX_TABLES, RESOURCE_COLUMNS, migrations};
 use crate::search::include::Includes;
 use crate::search::{Counting, KeyKind, KeyValue, PageRow, SearchResult, Statement};
 use crate::sql::SqlValue;
@@ -495,7 +495,9 @@ async fn write_version(
     };
     ctes.push("h AS (INSERT INTO resource_history (resource_type, id, version_id, project, last_updated, deleted, content) VALUES ($1, $2, $5, $3, $6, $7, $8))".to_owned());
     if !v.deleted {
-        for table in rows(&v.index) {
+        let tables = rows(&v.index);
+        let signature = crate::token_signature::of_rows(&tables);
+        for table in tables {
             let t = &INDEX_TABLES[table.table];
             let columns: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
             let codes: Vec<String> = table.rows.iter().map(|(c, _)| c.clone()).collect();
@@ -524,8 +526,15 @@ async fn write_version(
                 };
                 unnest.push(format!("${}::{sql_type}", params.len()));
             }
+            // Reference rows carry the version's token signature (see `token_signature`).
+            let (signature_column, signature_value) = if table.table == schema::REFERENCE {
+                params.push(Box::new(signature));
+                (", token_signature", format!(", ${}::bigint", params.len()))
+            } else {
+                ("", String::new())
+            };
             ctes.push(format!(
-                "i{} AS (INSERT INTO {} (project, resource_type, rid, code, {}) SELECT $4, $1, {rid_expr}, u.* FROM {}UNNEST({}) AS u)",
+                "i{} AS (INSERT INTO {} (project, resource_type, rid, code, {}{signature_column}) SELECT $4, $1, {rid_expr}, u.*{signature_value} FROM {}UNNEST({}) AS u)",
                 table.table,
                 t.name,
                 columns.join(", "),

@@ -23,6 +23,7 @@ use crate::StoreError;
 use crate::projects::ProjectFilter;
 use crate::schema::{self, Dialect, INDEX_TABLES};
 use crate::sql::SqlValue;
+use crate::token_signature;
 
 /// Statement parameters, numbered as they are added; fragments may be built in any order since
 /// placeholders are numbered (`?3`, `$3`).
@@ -144,6 +145,9 @@ pub(crate) enum Set {
         point: bool,
         ordered: bool,
         rank: u8,
+        /// For a token row of one code: the placeholder of the bits (`token_signature::mask`)
+        /// that the token signature of every resource with such a row holds.
+        signature: Option<String>,
     },
     /// The rows with a `reference_idx` row satisfying `cond` (alias `{i}`) whose target is a
     /// row satisfying `target`.
@@ -178,6 +182,14 @@ impl Set {
             Set::Rows(pred) => pred.rank(),
             Set::Union(sets) => sets.iter().map(Set::rank).min().unwrap_or(0),
         }
+    }
+
+    /// The set with the placeholder of its token signature mask (see `Set::Index`).
+    fn with_signature(mut self, mask: Option<String>) -> Set {
+        if let Set::Index { signature, .. } = &mut self {
+            *signature = mask;
+        }
+        self
     }
 
     /// Whether a check of this set needs nothing of the row but its `rid`.
@@ -571,6 +583,7 @@ impl<'a> Compiler<'a> {
             point: key != Key::Partial,
             ordered: key == Key::Equal && matches!(scope, Scope::One(_)),
             rank,
+            signature: None,
         }
     }
 
@@ -655,11 +668,22 @@ impl<'a> Compiler<'a> {
                 .composite(scope, code, tests)?
                 .map(|c| (schema::COMPOSITE, c, Key::Partial, 60)),
         };
+        // Every row of the set has the value `c` in its `value` column, compared byte for byte.
+        let signature = match test {
+            Test::Token(TokenTest {
+                kind: TokenKind::Eq | TokenKind::Not,
+                code: Some(c),
+                ..
+            }) if !c.is_empty() => Some(self.params.int(token_signature::mask(code, c))),
+            _ => None,
+        };
         Ok(match compiled {
             // No stored value can satisfy the positive test: a negation always holds.
             None => Pred::Const(negated),
             Some((table, conds, key, rank)) => Pred::Set {
-                set: self.index_set(scope, table, code, conds, key, rank),
+                set: self
+                    .index_set(scope, table, code, conds, key, rank)
+                    .with_signature(signature),
                 negated,
             },
         })
@@ -839,6 +863,7 @@ impl<'a> Compiler<'a> {
                     point: ids.len() == 1,
                     ordered: false,
                     rank,
+                    signature: None,
                 },
                 negated: false,
             });

@@ -14,7 +14,11 @@
 //! rows) unless the condition fixes the whole lookup key.
 
 use super::compile::{DRIVER_RANK, ID_RANK, Pred, Set};
-use crate::schema::Dialect;
+use crate::schema::{self, Dialect, INDEX_TABLES};
+use crate::token_signature;
+
+/// The table whose rows carry their resource's token signature.
+const REFERENCE_TABLE: &str = INDEX_TABLES[schema::REFERENCE].name;
 
 /// `{ck}` in an index condition marks a term that narrows the rows of a lookup without being
 /// worth a seek of its own when the set is checked row by row (a list of values: SQLite would
@@ -39,6 +43,32 @@ fn conjuncts(pred: &Pred) -> Vec<&Pred> {
         Pred::Const(true) => Vec::new(),
         p => vec![p],
     }
+}
+
+/// The placeholders of the token signature masks of the positive token sets among `items`: a
+/// resource that satisfies all of `items` has every bit of each (see `token_signature`).
+fn signatures<'a>(items: &[&'a Pred]) -> Vec<&'a str> {
+    items
+        .iter()
+        .filter_map(|p| match p {
+            Pred::Set {
+                set: Set::Index {
+                    signature: Some(s), ..
+                },
+                negated: false,
+            } => Some(s.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// ` AND <filter>` for each mask, on the reference rows aliased `row`: rows of resources that
+/// lack a code the conjunction asks for are dropped while the index is read, before any probe.
+fn signature_filters(row: &str, masks: &[&str]) -> String {
+    masks
+        .iter()
+        .map(|p| format!(" AND {}", token_signature::filter(row, p)))
+        .collect()
 }
 
 /// See [`Render::ordered_driver`].
@@ -192,10 +222,14 @@ impl Render {
         }
         let late = checks(&late, "r");
         self.fenced = false;
+        let mut cond = driving(cond, "d");
+        if *table == REFERENCE_TABLE {
+            cond.push_str(&signature_filters("d", &signatures(&items)));
+        }
         Some(OrderedDriver {
             table,
             joins,
-            cond: driving(cond, "d"),
+            cond,
             early,
             late,
         })
@@ -241,6 +275,7 @@ impl Render {
         mode: Mode,
     ) -> String {
         let mut parts = Vec::with_capacity(items.len());
+        let masks = signatures(items);
         for (i, item) in items.iter().enumerate() {
             let sql = match item {
                 Pred::Set {
@@ -249,7 +284,7 @@ impl Render {
                 } if Some(i) == driver
                     || (self.dialect == Dialect::Postgres && mode == Mode::Drive) =>
                 {
-                    format!("{row}.rid IN ({})", self.select(set))
+                    format!("{row}.rid IN ({})", self.select_filtered(set, &masks))
                 }
                 p => self.expr(p, row),
             };
@@ -280,6 +315,29 @@ impl Render {
                 let parts: Vec<String> = any.iter().map(|p| self.expr(p, row)).collect();
                 format!("({})", parts.join(" OR "))
             }
+        }
+    }
+
+    /// [`Render::select`], with the token signature `masks` of the rest of the conjunction
+    /// applied to reference rows, which are all rows of the same resources.
+    fn select_filtered(&mut self, set: &Set, masks: &[&str]) -> String {
+        match set {
+            Set::Index { table, cond, .. } if *table == REFERENCE_TABLE && !masks.is_empty() => {
+                let i = self.alias("i");
+                format!(
+                    "SELECT {i}.rid FROM {table} {i} WHERE {}{}",
+                    driving(cond, &i),
+                    signature_filters(&i, masks)
+                )
+            }
+            Set::Union(sets) => {
+                let parts: Vec<String> = sets
+                    .iter()
+                    .map(|s| self.select_filtered(s, masks))
+                    .collect();
+                parts.join(" UNION ALL ")
+            }
+            _ => self.select(set),
         }
     }
 

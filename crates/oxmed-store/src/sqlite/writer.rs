@@ -12,7 +12,7 @@ use super::{project_key, query_with_rid, read_current_rid};
 use crate::index_rows::{Col, rows};
 use crate::op::{Decision, Found, NewVersion, Target, TxState};
 use crate::project_key::ProjectKeys;
-use crate::schema::{ColType, Dialect, INDEX_TABLES, IndexTable};
+use crate::schema::{self, ColType, Dialect, INDEX_TABLES, IndexTable};
 use crate::{StoreError, StoredResource, WriteOp, WriteOutcome};
 
 type Reply = oneshot::Sender<Result<Vec<WriteOutcome>, StoreError>>;
@@ -393,6 +393,7 @@ fn sync_index(
     } else {
         rows(&v.index)
     };
+    let signature = crate::token_signature::of_rows(&wanted);
     for (i, t) in INDEX_TABLES.iter().enumerate() {
         let mut fresh = wanted
             .iter_mut()
@@ -408,10 +409,21 @@ fn sync_index(
                 }
             }
         }
+        let reference = i == schema::REFERENCE;
+        if reference && existed {
+            // The rows kept from the last version carry its signature (see `token_signature`).
+            conn.prepare_cached(
+                "UPDATE reference_idx SET token_signature = ?2 WHERE rid = ?1 AND token_signature IS NOT ?2",
+            )?
+            .execute(params![rid, signature])?;
+        }
         if fresh.is_empty() {
             continue;
         }
-        let columns: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+        let mut columns: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+        if reference {
+            columns.push("token_signature");
+        }
         let placeholders: Vec<String> = (5..5 + columns.len()).map(|i| format!("?{i}")).collect();
         // OR IGNORE: two values may differ only in what the row does not keep apart.
         let mut stmt = conn.prepare_cached(&format!(
@@ -423,6 +435,9 @@ fn sync_index(
         for (code, cols) in &fresh {
             let mut values: Vec<&dyn rusqlite::ToSql> = vec![&key, &v.resource_type, code, &rid];
             values.extend(cols.iter().map(col_sql));
+            if reference {
+                values.push(&signature);
+            }
             stmt.execute(values.as_slice())?;
         }
     }

@@ -108,6 +108,27 @@ pub async fn postgres() -> Option<Db> {
     })
 }
 
+/// Runs `sql` on the store's database through a connection of its own, as an operator (or an
+/// older build) would: for states the store itself never writes.
+pub async fn raw_execute(db: &Db, sql: &str) {
+    match db.backend {
+        Backend::Sqlite => {
+            let path = db.url.strip_prefix("sqlite://").unwrap();
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.busy_timeout(std::time::Duration::from_secs(10))
+                .unwrap();
+            conn.execute_batch(sql).unwrap();
+        }
+        Backend::Postgres => {
+            let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client.batch_execute(sql).await.unwrap();
+        }
+    }
+}
+
 /// `both!(name, |db| async move { ... })`: a test on SQLite and one on PostgreSQL (and one on
 /// SQLite with every search moved off the async worker).
 #[macro_export]
