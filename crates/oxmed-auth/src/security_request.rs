@@ -3,6 +3,8 @@
 //! `/auth/resetpassword`, `/auth/verifyemail`). Setting a password ends the user's sessions
 //! (OWASP ASVS 3.3.3): whoever held one may have known the old password.
 
+use std::sync::Arc;
+
 use oxmed_repo::{SERVER_PROJECT, Scope, WriteRequest, parse_stored};
 use serde_json::{Value, json};
 
@@ -13,6 +15,16 @@ use crate::invite::is_valid_email;
 use crate::secret::constant_time_eq;
 use crate::service::Auth;
 use crate::{password, secret};
+
+/// What [`Auth::issue_reset`] needs of the user found.
+struct Reset {
+    project: String,
+    user_id: String,
+    first_name: Option<String>,
+    email: String,
+    send_email: bool,
+    redirect_uri: Option<String>,
+}
 
 /// bcrypt reads 72 bytes; a longer password would be cut silently.
 const MAX_PASSWORD_BYTES: usize = 72;
@@ -183,15 +195,18 @@ create an oxmed account, you can ignore this email.\n\nThank you,\noxmed\n",
     }
 
     /// `POST /auth/resetpassword` (spec §6.3): always `Ok` whether or not the user exists, so
-    /// that the answer tells nothing; the delivery of the email, when one was sent.
+    /// that the answer tells nothing. For a user found, the request is written and its email
+    /// sent after the answer, by a task of its own: done inline, they made the answer for a
+    /// known address a write and an SMTP exchange slower than for an unknown one, which told
+    /// the two apart (account enumeration, which OWASP ASVS forbids). A failure is logged.
     pub async fn reset_password(
-        &self,
+        self: &Arc<Self>,
         email: &str,
         project_id: Option<&str>,
         send_email: bool,
         redirect_uri: Option<&str>,
         recaptcha: &crate::recaptcha::RecaptchaInput<'_>,
-    ) -> Result<Option<Delivery>> {
+    ) -> Result<()> {
         let email = email.trim().to_lowercase();
         if !is_valid_email(&email) {
             return Err(AuthFailure::invalid("Valid email address is required"));
@@ -232,20 +247,44 @@ create an oxmed account, you can ignore this email.\n\nThank you,\noxmed\n",
             None => self.server_user_by_email(&email).await?,
         };
         let Some((stored, user)) = found else {
-            return Ok(None);
+            return Ok(());
         };
-        let (request, secret) = new_request("reset", &format!("User/{}", stored.id), redirect_uri)?;
+        let auth = Arc::clone(self);
+        let redirect_uri = redirect_uri.map(str::to_owned);
+        tokio::spawn(async move {
+            let reset = Reset {
+                project: stored.project,
+                user_id: stored.id,
+                first_name: user.first_name,
+                email,
+                send_email,
+                redirect_uri,
+            };
+            if let Err(e) = auth.issue_reset(reset).await {
+                tracing::error!(error = %e, "a password reset was not issued");
+            }
+        });
+        Ok(())
+    }
+
+    /// The reset request of a user found by [`Auth::reset_password`], and its email.
+    async fn issue_reset(&self, reset: Reset) -> Result<()> {
+        let (request, secret) = new_request(
+            "reset",
+            &format!("User/{}", reset.user_id),
+            reset.redirect_uri.as_deref(),
+        )?;
         let id = request["id"].as_str().unwrap_or_default().to_owned();
         self.repo()
-            .system_transaction(vec![(stored.project.clone(), put(request))])
+            .system_transaction(vec![(reset.project, put(request))])
             .await?;
-        if !send_email {
-            return Ok(None);
+        if !reset.send_email {
+            return Ok(());
         }
         let link = self.set_password_link(&id, &secret);
-        let name = user.first_name.as_deref().unwrap_or("");
+        let name = reset.first_name.as_deref().unwrap_or("");
         let email = Email {
-            to: email.clone(),
+            to: reset.email,
             subject: "oxmed Password Reset".into(),
             text: format!(
                 "Hello {name},\n\nSomeone asked to reset your oxmed password.\n\n\
@@ -255,7 +294,9 @@ Thank you,\noxmed\n",
                 spoken(self.config().reset_link_ttl)
             ),
         };
-        Ok(Some(self.mailer().send(email).await?))
+        // The mailer logs what it could not send and keeps trying.
+        self.mailer().send(email).await?;
+        Ok(())
     }
 
     /// A request that may be redeemed with `secret`: 404 if unknown, 400 if used, expired or

@@ -278,6 +278,80 @@ async fn retried(backend: Backend) {
 
 per_backend!(undelivered_email_is_retried, super::retried);
 
+/// A password reset answers before its request is written and its email sent: here the SMTP
+/// server accepts connections and never speaks, which holds a send for its whole attempt
+/// timeout (30 s), and the answers for a known and an unknown address both come at once. Sent
+/// inline, the known address's answer came an SMTP exchange after the unknown one's, and the
+/// difference told which addresses have accounts.
+async fn reset_in_background(backend: Backend) {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let _held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            held.push(conn);
+        }
+    });
+    let Some((url, dir)) = fresh_database(backend).await else {
+        return;
+    };
+    let srv = TestServer::start_with(backend, &url, dir, move |c| {
+        c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.email_attempt_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let t = Tenant::new(&srv).await;
+    let admin = t.member(None, json!([]), true).await;
+    let email = format!("quiet-{}@example.org", &oxmed_repo::meta::new_id()[24..]);
+    let (status, body) = post_invite(
+        &srv,
+        &admin.token,
+        &t.project,
+        &json!({"resourceType": "Practitioner", "firstName": "Quiet",
+            "lastName": "Mail", "email": email, "sendEmail": false}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let user = body["user"]["reference"].as_str().unwrap().to_owned();
+    let unknown = format!("nobody-{}@example.org", &oxmed_repo::meta::new_id()[24..]);
+    for address in [&unknown, &email] {
+        let started = std::time::Instant::now();
+        let r = json_post(&srv, "auth/resetpassword", &json!({"email": address})).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["id"], "ok");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{address}: answered after {:?}",
+            started.elapsed()
+        );
+    }
+    // The known address's request is written all the same.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = srv.get(&format!("UserSecurityRequest?user={user}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let resets = r.body["entry"].as_array().map_or(0, |e| {
+            e.iter()
+                .filter(|e| e["resource"]["type"] == "reset")
+                .count()
+        });
+        if resets == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reset request: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+per_backend!(
+    a_reset_answers_before_its_email_is_sent,
+    super::reset_in_background
+);
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
