@@ -16,16 +16,6 @@ use crate::secret::constant_time_eq;
 use crate::service::Auth;
 use crate::{password, secret};
 
-/// What [`Auth::issue_reset`] needs of the user found.
-struct Reset {
-    project: String,
-    user_id: String,
-    first_name: Option<String>,
-    email: String,
-    send_email: bool,
-    redirect_uri: Option<String>,
-}
-
 /// bcrypt reads 72 bytes; a longer password would be cut silently.
 const MAX_PASSWORD_BYTES: usize = 72;
 
@@ -252,15 +242,10 @@ create an oxmed account, you can ignore this email.\n\nThank you,\noxmed\n",
         let auth = Arc::clone(self);
         let redirect_uri = redirect_uri.map(str::to_owned);
         tokio::spawn(async move {
-            let reset = Reset {
-                project: stored.project,
-                user_id: stored.id,
-                first_name: user.first_name,
-                email,
-                send_email,
-                redirect_uri,
-            };
-            if let Err(e) = auth.issue_reset(reset).await {
+            let issued = auth
+                .issue_reset(&stored, &user, email, send_email, redirect_uri.as_deref())
+                .await;
+            if let Err(e) = issued {
                 tracing::error!(error = %e, "a password reset was not issued");
             }
         });
@@ -268,23 +253,26 @@ create an oxmed account, you can ignore this email.\n\nThank you,\noxmed\n",
     }
 
     /// The reset request of a user found by [`Auth::reset_password`], and its email.
-    async fn issue_reset(&self, reset: Reset) -> Result<()> {
-        let (request, secret) = new_request(
-            "reset",
-            &format!("User/{}", reset.user_id),
-            reset.redirect_uri.as_deref(),
-        )?;
+    async fn issue_reset(
+        &self,
+        stored: &oxmed_store::StoredResource,
+        user: &User,
+        email: String,
+        send_email: bool,
+        redirect_uri: Option<&str>,
+    ) -> Result<()> {
+        let (request, secret) = new_request("reset", &format!("User/{}", stored.id), redirect_uri)?;
         let id = request["id"].as_str().unwrap_or_default().to_owned();
         self.repo()
-            .system_transaction(vec![(reset.project, put(request))])
+            .system_transaction(vec![(stored.project.clone(), put(request))])
             .await?;
-        if !reset.send_email {
+        if !send_email {
             return Ok(());
         }
         let link = self.set_password_link(&id, &secret);
-        let name = reset.first_name.as_deref().unwrap_or("");
+        let name = user.first_name.as_deref().unwrap_or("");
         let email = Email {
-            to: reset.email,
+            to: email,
             subject: "oxmed Password Reset".into(),
             text: format!(
                 "Hello {name},\n\nSomeone asked to reset your oxmed password.\n\n\

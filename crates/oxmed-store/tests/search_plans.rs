@@ -62,11 +62,7 @@ async fn load(db: &Db) {
     put_all(&db.store, OTHER, patients("q", 500)).await;
     put_all(&db.store, OTHER, observations("x", "q", 500)).await;
     if db.backend == Backend::Postgres {
-        let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        client.batch_execute("ANALYZE").await.unwrap();
+        raw_execute(db, "ANALYZE").await;
     }
 }
 
